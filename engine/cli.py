@@ -1,0 +1,229 @@
+"""The ``reid-engine`` command line (typer). Usage errors exit 2, runtime failures exit 1."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ReidError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Open-set animal re-identification: which known individual is in each photo, or is it a new one?",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_OUT = Path("reid-engine-out")
+DEMO_SPECIES = "seal"
+
+
+def _fail(exc: BaseException) -> None:
+    code = exc.exit_code if isinstance(exc, ReidError) else 1
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _profile(species: Optional[str], profile_file: Optional[Path]):
+    from reid_engine.registry import ConfigError
+    from reid_engine.registry.profiles import resolve_profile
+
+    try:
+        profile, notice = resolve_profile(species, profile_file)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if notice:
+        err_console.print(f"[yellow]notice:[/] {notice}", highlight=False, soft_wrap=True)
+    return profile
+
+
+def _table():
+    from reid_engine.registry import PluginClash, PluginTable
+
+    try:
+        table = PluginTable.discover()
+    except PluginClash as exc:
+        raise ReidError(str(exc)) from None
+    for broken in table.broken:
+        err_console.print(f"[yellow]warning:[/] plugin {broken.entry_point!r} ({broken.source}) failed to load: "
+                          f"{broken.error}; the others work. See `reid-engine plugins`.", highlight=False, soft_wrap=True)
+    return table
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+@app.command()
+def run(
+    species: Optional[str] = typer.Option(None, "--species", help="species profile (registry/profiles/NAME.toml); `seal` with nothing else runs the demo"),
+    gallery: Optional[Path] = typer.Option(None, "--gallery", help="labelled photos: CSV (image_id,identity,path,...) or a folder with one subfolder per identity; enrolled into --db"),
+    query: Optional[Path] = typer.Option(None, "--query", help="photos to identify: CSV (image_id,path,...) or a folder"),
+    split: Optional[Path] = typer.Option(None, "--split", help="CSV image_id,split[,truth] that splits --gallery into gallery and queries"),
+    db: Optional[Path] = typer.Option(None, "--db", help="gallery database file [default: OUT/gallery.db]"),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="output folder"),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="identities listed per query in ranking.csv"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile", help="a custom profile TOML instead of --species"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Identify each query photo as a known individual or a new one."""
+    try:
+        _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet)
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+
+
+def _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet) -> None:
+    from .pipeline import RunOptions, run as run_pipeline
+
+    title = "reid-engine run"
+    demo = gallery is None and query is None and split is None and db is None
+    if demo:
+        if (species or "").lower() != DEMO_SPECIES or profile_file is not None:
+            raise UsageError("nothing to identify: pass --query (and --gallery or --db); "
+                             f"`reid-engine run --species {DEMO_SPECIES}` alone runs the demo on synthetic seals")
+        from .synthetic.seals import SealDatasetConfig, generate_seal_dataset
+
+        err_console.print("demo: building the synthetic ringed-seal data set (deterministic, offline)…")
+        data = generate_seal_dataset(out / "demo-data", SealDatasetConfig())
+        gallery, query = data.gallery_csv, data.query_csv
+        title = "reid-engine demo: synthetic Saimaa ringed seals"
+    profile = _profile(species, profile_file)
+    table = _table()
+    options = RunOptions(profile=profile, db=db or out / "gallery.db", out=out, gallery=gallery, query=query,
+                         split=split, top_k=top_k, device=device, write_report=report, title=title)
+    result = run_pipeline(options, table, progress=not quiet and sys.stderr.isatty())
+    for notice in result.notices:
+        err_console.print(f"[yellow]notice:[/] {notice}", highlight=False, soft_wrap=True)
+    _print_result(result, profile, options)
+
+
+def _print_result(result, profile, options) -> None:
+    table = Table(title=f"{len(result.predictions)} queries · profile {profile.name}", show_lines=False)
+    for col in ("query", "prediction", "score", "decision", "truth"):
+        table.add_column(col)
+    shown = result.predictions[:15]
+    for p in shown:
+        mark = ""
+        if p.truth is not None:
+            mark = ("[green]✓[/] " if p.prediction == p.truth else "[red]✗[/] ") + p.truth
+        table.add_row(p.image_id, p.prediction, f"{p.score:.3f}", p.decision, mark)
+    if len(result.predictions) > len(shown):
+        table.add_row(f"… {len(result.predictions) - len(shown)} more", "", "", "", "")
+    out_console.print(table)
+    if result.metrics:
+        m = result.metrics
+        keys = [k for k in ("top1", "top5", "mAP", "BAKS", "BAUS", "geo_mean") if k in m]
+        out_console.print("accuracy  " + "  ".join(f"{k}={_fmt(m[k])}" for k in keys)
+                          + f"  ({m.get('n_known_queries', 0)} known, {m.get('n_unknown_queries', 0)} unknown queries)")
+    c, t = result.counts, result.timings
+    out_console.print(f"gallery {c['gallery_images']} images of {c['gallery_individuals']} individuals; features "
+                      f"computed {c['features_computed']}, reused {c['features_reused']}; {len(result.errors)} unusable images; "
+                      f"{t['total_s']:.1f} s")
+    out_console.print(f"outputs in {options.out}/: " + ", ".join(p.name for p in result.outputs.values()))
+    out_console.print(f"gallery database: {options.db}")
+
+
+@app.command()
+def enroll(
+    gallery: Path = typer.Option(..., "--gallery", help="labelled photos: CSV or identity folders"),
+    db: Path = typer.Option(DEFAULT_OUT / "gallery.db", "--db", help="gallery database file"),
+    species: Optional[str] = typer.Option(None, "--species", help="profile whose features are extracted now"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile"),
+    extract: bool = typer.Option(True, "--extract/--no-extract", help="compute and cache the profile's features now"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Add labelled images to a gallery database without querying."""
+    try:
+        from .components import build_components
+        from .database import GalleryDatabase
+        from .features import FeatureCache, ensure_features, load_and_prepare
+        from .manifests import load_manifest
+        from .outputs import write_errors
+        from .pipeline import enroll_manifest, gallery_record, resolve_device
+
+        table = _table()
+        manifest = load_manifest(gallery, "gallery", table)
+        for notice in manifest.notices:
+            err_console.print(f"[yellow]notice:[/] {notice}", highlight=False, soft_wrap=True)
+        errors = []
+        with GalleryDatabase(db) as database:
+            added, unchanged = enroll_manifest(database, manifest, errors)
+            if extract:
+                profile = _profile(species, profile_file)
+                comps = build_components(profile, table, resolve_device(device))
+                cache = FeatureCache(database)
+                ensure_features([(gallery_record(g), g.content_hash) for g in database.gallery()], comps.extractors(),
+                                cache, lambda r: load_and_prepare(r, comps.preprocessors, profile.image.max_side,
+                                                                  profile.image.min_side), errors)
+            counts = database.counts()
+        out_console.print(f"enrolled {added} new image(s) ({unchanged} already there) into {db}: "
+                          f"{counts['images']} images of {counts['individuals']} individuals")
+        if errors:
+            path = db.with_name(db.stem + "-enroll-errors.csv")
+            write_errors(path, errors)
+            err_console.print(f"[yellow]{len(errors)} image(s) could not be used; see {path}[/]")
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def plugins() -> None:
+    """List every plugin: name, kind, version, and where it came from."""
+    try:
+        from reid_engine.registry import PluginClash, PluginTable
+
+        try:
+            table = PluginTable.discover()
+        except PluginClash as exc:
+            raise ReidError(str(exc)) from None
+    except ReidError as exc:
+        _fail(exc)
+    t = Table(title="reid-engine plugins")
+    for col in ("name", "kind", "version", "from", "description"):
+        t.add_column(col, overflow="fold")
+    for spec in table.all():
+        t.add_row(spec.name, spec.kind, spec.version, spec.source, spec.description)
+    out_console.print(t)
+    for broken in table.broken:
+        out_console.print(f"[red]failed to load[/] {broken.entry_point} ({broken.target}, {broken.source}): {broken.error}",
+                          highlight=False, soft_wrap=True)
+
+
+@app.command()
+def profiles() -> None:
+    """List the shipped species profiles."""
+    from reid_engine.registry.profiles import builtin_profiles, load_profile_file
+
+    t = Table(title="species profiles (--species NAME)")
+    for col in ("name", "description", "pipelines", "file"):
+        t.add_column(col, overflow="fold")
+    for name, path in sorted(builtin_profiles().items()):
+        p = load_profile_file(path)
+        t.add_row(name, p.description, ", ".join(x.name for x in p.pipelines), str(path))
+    out_console.print(t)
+
+
+def main() -> None:
+    if os.environ.get("REID_ENGINE_DEBUG"):
+        app()
+        return
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted; the gallery database is consistent and the next run resumes from its cache")
+        sys.exit(130)

@@ -1,0 +1,91 @@
+"""Turning a profile into working plugin objects (the engine never imports a plugin module)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UsageError
+from reid_engine.registry import ConfigError, PluginSpec, PluginTable, UnknownPlugin, config_hash
+from reid_engine.registry.profiles import PluginRef, Profile
+
+
+@dataclass
+class Built:
+    """A plugin built from a profile entry: its spec, validated config, config hash and object."""
+
+    spec: PluginSpec
+    config: Any
+    config_hash: str
+    obj: Any
+
+    @property
+    def cache_id(self) -> tuple[str, str, str]:
+        """(plugin name, version, config hash): what a cache key needs besides the image."""
+        return (self.spec.name, self.spec.version, self.config_hash)
+
+
+@dataclass
+class Pipeline:
+    name: str
+    extractor: Built
+    matcher: Built
+    scorer: Built
+    weight: float
+    midpoint: float
+    width: float
+
+
+@dataclass
+class Components:
+    preprocessors: list[Built]
+    embedder: Built
+    embedder_extractor: Built | None
+    pipelines: list[Pipeline]
+
+    def extractors(self) -> list[Built]:
+        """Distinct extractors (by cache id) the run needs, in profile order."""
+        seen: dict[tuple, Built] = {}
+        for built in [p.extractor for p in self.pipelines] + ([self.embedder_extractor] if self.embedder_extractor else []):
+            seen.setdefault(built.cache_id, built)
+        return list(seen.values())
+
+
+def build_plugin(table: PluginTable, kind: str, ref: PluginRef, device: str, where: str) -> Built:
+    try:
+        spec = table.get(kind, ref.plugin, where)
+        config = spec.make_config(ref.options_dict, where)
+    except (UnknownPlugin, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        obj = spec.build(config, device)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{where}: {kind} {ref.plugin!r} rejects its options: {exc}") from None
+    return Built(spec, config, config_hash(config), obj)
+
+
+def build_components(profile: Profile, table: PluginTable, device: str) -> Components:
+    src = profile.source
+    pre = [build_plugin(table, "preprocessor", ref, device, f"{src} [[preprocess]] #{i + 1}")
+           for i, ref in enumerate(profile.preprocess)]
+    pipelines = []
+    for p in profile.pipelines:
+        where = f"{src} [[pipelines]] {p.name!r}"
+        pipelines.append(Pipeline(
+            name=p.name,
+            extractor=build_plugin(table, "extractor", p.extractor, device, f"{where}.extractor"),
+            matcher=build_plugin(table, "matcher", p.matcher, device, f"{where}.matcher"),
+            scorer=build_plugin(table, "scorer", p.scorer, device, f"{where}.scorer"),
+            weight=p.weight, midpoint=p.calibration.midpoint, width=p.calibration.width,
+        ))
+    embedder = build_plugin(table, "embedder", profile.shortlist.embedder, device, f"{src} [shortlist].embedder")
+    embedder_extractor = None
+    if getattr(embedder.obj, "input", "image") == "local":
+        name = getattr(embedder.obj, "extractor", "")
+        if not name and pipelines:
+            embedder_extractor = pipelines[0].extractor
+        else:
+            matching = [p.extractor for p in pipelines if p.extractor.spec.name == name]
+            embedder_extractor = matching[0] if matching else build_plugin(
+                table, "extractor", PluginRef(name or "hessaff-rootsift"), device, f"{src} [shortlist].embedder.extractor")
+    return Components(pre, embedder, embedder_extractor, pipelines)

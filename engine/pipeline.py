@@ -1,0 +1,317 @@
+"""One identification run, stage by stage (see DESIGN.md "Data flow").
+
+enroll gallery → features (cached) → shortlist (global embedding) → pair scoring of the
+shortlisted pairs only → calibration + fusion → per-identity aggregation → decision → outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from reid_engine.registry import PluginTable
+from reid_engine.registry.profiles import Profile
+
+from .components import Components, build_components
+from .database import GalleryDatabase, GalleryImage
+from .errors import UsageError
+from .features import FeatureCache, ensure_features, load_and_prepare
+from .fusion import aggregate, decide, fuse, logistic_calibration
+from .images import ImageDecodeError, content_hash
+from .manifests import apply_split, load_manifest
+from .records import Candidate, ImageError, ImageRecord, Manifest, Prediction
+from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
+
+METADATA_FIELDS = ("bbox", "mask_path", "segmentation", "date", "orientation", "species", "sequence", "keypoints")
+
+
+@dataclass
+class RunOptions:
+    """What ``reid-engine run`` was asked to do."""
+
+    profile: Profile
+    db: Path
+    out: Path | None
+    gallery: Path | None = None
+    query: Path | None = None
+    split: Path | None = None
+    top_k: int = 5
+    device: str = "auto"
+    write_report: bool = True
+    title: str = "reid-engine run"
+
+
+@dataclass
+class RunResult:
+    predictions: list[Prediction]
+    errors: list[ImageError]
+    metrics: dict[str, float | int]
+    timings: dict[str, float]
+    counts: dict[str, int]
+    notices: list[str] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"--device {device!r}: choose auto, cpu or cuda")
+    return device
+
+
+# -- gallery -------------------------------------------------------------------------------
+def enroll_manifest(db: GalleryDatabase, manifest: Manifest, errors: list[ImageError]) -> tuple[int, int]:
+    """Hash and enrol a labelled manifest's images; unreadable files go to ``errors``."""
+    entries = []
+    for record in manifest.records:
+        try:
+            data = Path(record.path).read_bytes()
+        except OSError as exc:
+            reason = "file not found; check the path in the manifest" if isinstance(exc, FileNotFoundError) else str(exc)
+            errors.append(ImageError(record.image_id, str(record.path), "enroll", f"{record.path}: {reason}"))
+            continue
+        if not data:
+            errors.append(ImageError(record.image_id, str(record.path), "enroll", f"{record.path}: file is empty"))
+            continue
+        meta = {k: getattr(record, k) for k in METADATA_FIELDS if getattr(record, k) is not None}
+        meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in meta.items()}
+        entries.append((record.image_id, content_hash(data), str(Path(record.path).resolve()), record.identity, meta))
+    return db.enroll(entries, manifest.source)
+
+
+def gallery_record(image: GalleryImage) -> ImageRecord:
+    meta = dict(image.metadata)
+    bbox = meta.pop("bbox", None)
+    mask_path = meta.pop("mask_path", None)
+    return ImageRecord(
+        image_id=image.image_id, path=Path(image.path), identity=image.identity,
+        bbox=tuple(bbox) if bbox else None, mask_path=Path(mask_path) if mask_path else None,
+        **{k: meta.get(k) for k in ("segmentation", "date", "orientation", "species", "sequence", "keypoints")},
+    )
+
+
+# -- progress ------------------------------------------------------------------------------
+class _Progress:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        if self._bar is None:
+            return lambda n=1: None
+        task_id = self._bar.add_task(description, total=total)
+        return lambda n=1: self._bar.advance(task_id, n)
+
+
+# -- the run -------------------------------------------------------------------------------
+def run(options: RunOptions, table: PluginTable | None = None, progress: bool = True) -> RunResult:
+    """Identify every query of ``options``; write outputs when ``options.out`` is set."""
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    table = table or PluginTable.discover()
+    device = resolve_device(options.device)
+    profile = options.profile
+    components = build_components(profile, table, device)
+    errors: list[ImageError] = []
+    notices: list[str] = []
+
+    gallery_manifest = query_manifest = None
+    if options.split is not None:
+        if options.gallery is None:
+            raise UsageError("--split needs --gallery: the labelled manifest the split refers to")
+        if options.query is not None:
+            raise UsageError("--split makes the queries from --gallery; do not pass --query as well")
+        gallery_manifest, query_manifest = apply_split(load_manifest(options.gallery, "gallery", table), options.split)
+    else:
+        if options.gallery is not None:
+            gallery_manifest = load_manifest(options.gallery, "gallery", table)
+        if options.query is not None:
+            query_manifest = load_manifest(options.query, "query", table)
+    if query_manifest is None:
+        raise UsageError("no queries: pass --query (a CSV or a folder of photos), or --split with --gallery")
+    for m in (gallery_manifest, query_manifest):
+        if m is not None:
+            notices.extend(m.notices)
+
+    with GalleryDatabase(options.db) as db, _Progress(progress) as bars:
+        t = time.perf_counter()
+        added = unchanged = 0
+        if gallery_manifest is not None:
+            added, unchanged = enroll_manifest(db, gallery_manifest, errors)
+        gallery = db.gallery()
+        if not gallery:
+            raise UsageError(f"{options.db}: the gallery is empty; pass --gallery or run `reid-engine enroll` first")
+        timings["enroll_s"] = time.perf_counter() - t
+
+        cache = FeatureCache(db)
+        extractors = components.extractors()
+        load = lambda record: load_and_prepare(  # noqa: E731
+            record, components.preprocessors, profile.image.max_side, profile.image.min_side)
+
+        t = time.perf_counter()
+        advance = bars.task("gallery features", len(gallery))
+        g_hashes = ensure_features([(gallery_record(g), g.content_hash) for g in gallery], extractors, cache, load,
+                                   errors, advance)
+        gallery = [g for g in gallery if g.image_id in g_hashes]
+        if not gallery:
+            raise UsageError("no gallery image could be used; see errors.csv for why")
+        advance = bars.task("query features", len(query_manifest))
+        q_hashes = ensure_features([(r, None) for r in query_manifest.records], extractors, cache, load, errors, advance)
+        queries = [r for r in query_manifest.records if r.image_id in q_hashes]
+        timings["features_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        gallery_hashes = [g_hashes[g.image_id] for g in gallery]
+        identities = [g.identity for g in gallery]
+        scored = _shortlist_stage(components, db, cache, profile, gallery_hashes, identities,
+                                  [q_hashes[r.image_id] for r in queries], bars)
+        timings["shortlist_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        raw = _score_pairs(components, cache, scored.index, gallery_hashes, [q_hashes[r.image_id] for r in queries],
+                           bars.task("matching", int(scored.index.size)))
+        timings["matching_s"] = time.perf_counter() - t
+        counts = {"gallery_images": len(gallery), "gallery_individuals": len(set(identities)),
+                  "queries": len(queries), "enrolled_now": added, "already_enrolled": unchanged,
+                  "features_computed": cache.computed, "features_reused": cache.reused,
+                  "pairs_scored": int(scored.index.size) * len(components.pipelines), "errors": len(errors)}
+
+    predictions = _decide(components, profile, queries, gallery, scored, raw, options.top_k)
+    timings["total_s"] = time.perf_counter() - t_start
+
+    from .metrics import evaluate
+
+    metrics = evaluate(predictions)
+    result = RunResult(predictions, errors, metrics, timings, counts, notices)
+    if options.out is not None:
+        _write_outputs(result, options)
+    return result
+
+
+def _shortlist_stage(components: Components, db: GalleryDatabase, cache: FeatureCache, profile: Profile,
+                     gallery_hashes: list[str], identities: list[str], query_hashes: list[str], bars: _Progress):
+    embedder, extractor = components.embedder, components.embedder_extractor
+    if extractor is None:
+        raise UsageError(f"{profile.source}: embedder {embedder.spec.name!r} takes images; only local-feature "
+                         "embedders are supported by this engine version")
+    prepare_embedder(embedder, extractor, db, cache, gallery_hashes)
+    g_emb = embed_local(embedder, cache, extractor, gallery_hashes, bars.task("gallery embeddings", len(gallery_hashes)))
+    q_emb = embed_local(embedder, cache, extractor, query_hashes)
+    pooled = identity_of = None
+    if profile.shortlist.identity_pooling:
+        names = sorted(set(identities))
+        position = {n: i for i, n in enumerate(names)}
+        groups: dict[str, list[str]] = defaultdict(list)
+        for h, ident in zip(gallery_hashes, identities):
+            groups[ident].append(h)
+        pooled = embed_pooled_local(embedder, cache, extractor, [groups[n] for n in names])
+        identity_of = np.array([position[i] for i in identities], np.int64)
+    return shortlist(q_emb, g_emb, profile.shortlist.top_b, pooled, identity_of)
+
+
+def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, gallery_hashes: list[str],
+                 query_hashes: list[str], advance: Callable[[int], None]) -> dict[str, np.ndarray]:
+    """Raw score per pipeline, float (N_q, B), NaN where not scored.
+
+    Gallery-major order: each shortlisted gallery image's features are read once per run and
+    scored against every query that shortlisted it; query features stay in memory.
+    """
+    pipelines = components.pipelines
+    raw = {p.name: np.full(index.shape, np.nan, np.float32) for p in pipelines}
+    if not pipelines:
+        return raw
+    extractors = {p.extractor.cache_id: p.extractor for p in pipelines}
+    query_features = {key: [cache.get(h, ex) for h in query_hashes] for key, ex in extractors.items()}
+    pairs_of: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for qi in range(index.shape[0]):
+        for col in range(index.shape[1]):
+            pairs_of[int(index[qi, col])].append((qi, col))
+    for g_row in sorted(pairs_of):
+        g_features = {key: cache.get(gallery_hashes[g_row], ex) for key, ex in extractors.items()}
+        for qi, col in pairs_of[g_row]:
+            for p in pipelines:
+                fq, fg = query_features[p.extractor.cache_id][qi], g_features[p.extractor.cache_id]
+                if fq is None or fg is None:
+                    continue
+                matches = p.matcher.obj.match(fq, fg)
+                raw[p.name][qi, col] = p.scorer.obj.score(fq, fg, matches)
+        advance(len(pairs_of[g_row]))
+    return raw
+
+
+def _decide(components: Components, profile: Profile, queries: list[ImageRecord], gallery: list[GalleryImage],
+            scored, raw: dict[str, np.ndarray], top_k: int) -> list[Prediction]:
+    pipelines = components.pipelines
+    if pipelines:
+        probabilities = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in pipelines]
+        fused = fuse(probabilities, [p.weight for p in pipelines])
+    else:
+        fused = np.clip(scored.sim, 0.0, 1.0)
+    identities = [g.identity for g in gallery]
+    predictions = []
+    for qi, record in enumerate(queries):
+        ranked = aggregate(fused[qi], scored.index[qi], identities, profile.decision.aggregate)[:top_k]
+        candidates = tuple(
+            Candidate(
+                rank=rank, identity=s.identity, score=s.score,
+                gallery_image_id=gallery[s.best_row].image_id, gallery_path=gallery[s.best_row].path,
+                pipeline_scores={p.name: float(raw[p.name][qi, s.best_column]) for p in pipelines}
+                | {"shortlist_cosine": float(scored.sim[qi, s.best_column])},
+            )
+            for rank, s in enumerate(ranked, start=1)
+        )
+        prediction, score, decision = decide(candidates, profile.decision.threshold)
+        predictions.append(Prediction(record.image_id, str(record.path), prediction, score, decision, candidates,
+                                      truth=record.truth))
+    return predictions
+
+
+def _write_outputs(result: RunResult, options: RunOptions) -> None:
+    from .outputs import write_errors, write_json, write_predictions, write_ranking
+
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("predictions.csv", "ranking.csv", "errors.csv", "summary.json")}
+    write_predictions(paths["predictions.csv"], result.predictions)
+    write_ranking(paths["ranking.csv"], result.predictions)
+    write_errors(paths["errors.csv"], result.errors)
+    summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
+               "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
+               "threshold": options.profile.decision.threshold, "notices": result.notices}
+    write_json(paths["summary.json"], summary)
+    if options.write_report:
+        from .report import write_report
+
+        flat = {"profile": options.profile.name, "database": str(options.db),
+                "threshold": options.profile.decision.threshold, **result.counts,
+                **{k: v for k, v in result.metrics.items()}, **{k: round(v, 2) for k, v in result.timings.items()}}
+        paths["report.html"] = write_report(out / "report.html", result.predictions, title=options.title,
+                                            summary=flat, errors=result.errors)
+    result.outputs = paths

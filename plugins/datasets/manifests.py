@@ -1,0 +1,199 @@
+"""Built-in dataset adapters: wildlife-datasets style CSV files and identity folders.
+
+Registered through the ``reid_engine.plugins`` entry-point group like any third-party plugin.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from reid_engine.errors import ManifestError
+from reid_engine.records import ImageRecord, Manifest
+from reid_engine.registry import PluginSpec, hookimpl
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jfif"}
+OPTIONAL_COLUMNS = (
+    "bbox", "segmentation", "mask_path", "date", "orientation", "species", "keypoints", "sequence", "truth",
+)
+
+
+@dataclass(frozen=True)
+class CsvConfig:
+    """Options of the CSV adapter (none needed for wildlife-datasets style files)."""
+
+    delimiter: str = ","
+
+
+def _parse_bbox(text: str, where: str) -> tuple[float, float, float, float] | None:
+    text = text.strip()
+    if not text:
+        return None
+    numbers = re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
+    if len(numbers) != 4:
+        raise ManifestError(f"{where}: bbox {text!r} must hold 4 numbers: x, y, width, height (pixels)")
+    x, y, w, h = (float(n) for n in numbers)
+    if w <= 0 or h <= 0:
+        raise ManifestError(f"{where}: bbox {text!r} has a non-positive width or height")
+    return (x, y, w, h)
+
+
+class CsvManifestAdapter:
+    """Reads a CSV with columns ``image_id``, ``path`` and (gallery) ``identity``.
+
+    Optional columns: bbox, segmentation, mask_path, date, orientation, species, keypoints,
+    sequence, truth. Paths are relative to the CSV's folder or absolute. Other columns are
+    kept in ``ImageRecord.extra``.
+    """
+
+    def __init__(self, config: CsvConfig) -> None:
+        self.config = config
+
+    def can_load(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt")
+
+    def load(self, path: Path, role: str) -> Manifest:
+        path = Path(path)
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else self.config.delimiter
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise ManifestError(f"{path}: not a UTF-8 text file; save the manifest as UTF-8 CSV") from None
+        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        required = ["image_id", "path"] + (["identity"] if role == "gallery" else [])
+        missing = [c for c in required if c not in columns]
+        if missing:
+            found = ", ".join(columns) if columns else "none (empty file?)"
+            raise ManifestError(
+                f"{path}: missing column {', '.join(map(repr, missing))} (columns found: {found}); "
+                f"a {role} manifest needs {', '.join(required)}"
+            )
+        notices: list[str] = []
+        has_identity = "identity" in columns
+        if role == "query" and has_identity:
+            notices.append(
+                f"{path}: query manifest has an 'identity' column; it is NOT used to predict, only to score "
+                "the run (identities absent from the gallery count as new_individual)"
+            )
+        records: list[ImageRecord] = []
+        first_line: dict[str, int] = {}
+        duplicates: list[str] = []
+        for lineno, raw in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            where = f"{path} line {lineno}"
+            image_id = row.get("image_id", "")
+            if not image_id:
+                raise ManifestError(f"{where}: empty image_id; every row needs a unique image_id")
+            if image_id in first_line:
+                duplicates.append(f"{image_id!r} (lines {first_line[image_id]} and {lineno})")
+                continue
+            first_line[image_id] = lineno
+            if not row.get("path"):
+                raise ManifestError(f"{where}: empty path for image {image_id!r}")
+            identity = row.get("identity") or None
+            if role == "gallery" and identity is None:
+                raise ManifestError(f"{where}: empty identity for gallery image {image_id!r}; label it or move it to the queries")
+            img_path = Path(row["path"])
+            if not img_path.is_absolute():
+                img_path = path.parent / img_path
+            mask_path = row.get("mask_path") or None
+            if mask_path and not Path(mask_path).is_absolute():
+                mask_path = str(path.parent / mask_path)
+            truth = row.get("truth") or None
+            if role == "query":
+                truth = truth or identity
+                identity = None
+            extra = {k: v for k, v in row.items() if k not in ("image_id", "path", "identity", *OPTIONAL_COLUMNS)}
+            records.append(
+                ImageRecord(
+                    image_id=image_id,
+                    path=img_path,
+                    identity=identity,
+                    truth=truth,
+                    bbox=_parse_bbox(row.get("bbox", ""), where),
+                    mask_path=Path(mask_path) if mask_path else None,
+                    segmentation=row.get("segmentation") or None,
+                    date=row.get("date") or None,
+                    orientation=row.get("orientation") or None,
+                    species=row.get("species") or None,
+                    sequence=row.get("sequence") or None,
+                    keypoints=row.get("keypoints") or None,
+                    extra=extra,
+                )
+            )
+        if duplicates:
+            shown = "; ".join(duplicates[:5]) + (f"; and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+            raise ManifestError(f"{path}: duplicate image_id {shown}; image ids must be unique")
+        if not records:
+            raise ManifestError(f"{path}: the manifest lists no images")
+        return Manifest(tuple(records), str(path), tuple(notices))
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    """Options of the folder adapter."""
+
+    follow_symlinks: bool = True
+
+
+class FolderManifestAdapter:
+    """A gallery folder holds one subfolder per identity; a query folder is flat (or nested).
+
+    ``image_id`` is the path relative to the folder, without suffix (``identity/photo``).
+    """
+
+    def __init__(self, config: FolderConfig) -> None:
+        self.config = config
+
+    def can_load(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def load(self, path: Path, role: str) -> Manifest:
+        path = Path(path)
+        images = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if not images:
+            raise ManifestError(
+                f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                + ("a gallery folder needs one subfolder of photos per identity" if role == "gallery" else "put query photos in it")
+            )
+        records = []
+        notices = []
+        loose = []
+        for p in images:
+            rel = p.relative_to(path)
+            image_id = rel.with_suffix("").as_posix()
+            if role == "gallery":
+                if len(rel.parts) < 2:
+                    loose.append(rel.as_posix())
+                    continue
+                identity = rel.parts[0]
+                records.append(ImageRecord(image_id=image_id, path=p, identity=identity))
+            else:
+                records.append(ImageRecord(image_id=image_id, path=p))
+        if loose:
+            notices.append(
+                f"{path}: {len(loose)} image(s) at the top level have no identity and were skipped "
+                f"(e.g. {loose[0]}); put each identity's photos in a subfolder named after it"
+            )
+        if not records:
+            raise ManifestError(f"{path}: no images inside identity subfolders; a gallery folder needs <identity>/<photo> files")
+        return Manifest(tuple(records), str(path), tuple(notices))
+
+
+@hookimpl
+def register_datasets(register):
+    register(PluginSpec(
+        name="csv", kind="dataset", version="1", config_cls=CsvConfig,
+        build=lambda config, device: CsvManifestAdapter(config),
+        description="wildlife-datasets style CSV (image_id, identity, path, ...)",
+    ))
+    register(PluginSpec(
+        name="folder", kind="dataset", version="1", config_cls=FolderConfig,
+        build=lambda config, device: FolderManifestAdapter(config),
+        description="a folder: one subfolder per identity (gallery) or flat (queries)",
+    ))

@@ -1,0 +1,129 @@
+"""``hessaff-rootsift``: Hessian blob detector, affine shape (Baumberg), dominant orientation,
+RootSIFT descriptors on 32x32 patches — all from kornia, no downloaded weights.
+
+The image is converted to grey, resized so its longer side is ``resize`` px, and keypoints
+are detected on it; keypoints and affine frames are returned in the pixels of the image
+handed in (``LoadedImage.rgb``), so matchers and drawings need not know the resize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reid_engine.records import LoadedImage, LocalFeatures
+from reid_engine.registry import PluginSpec, hookimpl
+
+DESCRIPTOR_DIM = 128
+
+
+@dataclass(frozen=True)
+class HessAffRootSiftConfig:
+    """Options of ``hessaff-rootsift``.
+
+    resize         longer side (px) of the image the detector sees (0 = as loaded)
+    max_keypoints  keypoints kept per image (strongest responses, inside the mask)
+    affine         estimate the affine shape of each region (else circular regions)
+    upright        skip orientation estimation (all regions upright)
+    patch_size     side of the normalised patch the descriptor sees
+    mr_size        measurement region size, in detection scales
+    """
+
+    resize: int = 640
+    max_keypoints: int = 1024
+    affine: bool = True
+    upright: bool = False
+    patch_size: int = 32
+    mr_size: float = 6.0
+
+
+def grey_tensor(image: LoadedImage, resize: int, device: str) -> tuple[torch.Tensor, float]:
+    """uint8 RGB (H, W, 3) → float grey tensor (1, 1, h, w) in [0, 1] and the scale h/H."""
+    rgb = torch.from_numpy(np.ascontiguousarray(image.rgb)).to(device)
+    grey = (rgb.float() @ torch.tensor([0.299, 0.587, 0.114], device=device)) / 255.0
+    tensor = grey[None, None]
+    h, w = tensor.shape[-2:]
+    scale = 1.0
+    if resize and max(h, w) != resize:
+        scale = resize / max(h, w)
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        tensor = torch.nn.functional.interpolate(tensor, size=size, mode="area" if scale < 1 else "bilinear")
+        scale = size[0] / h
+    return tensor, scale
+
+
+def mask_tensor(mask: np.ndarray | None, size: tuple[int, int], device: str) -> torch.Tensor | None:
+    """bool (H, W) → float (1, 1, h, w) resized to ``size`` (nearest), or None."""
+    if mask is None:
+        return None
+    m = torch.from_numpy(mask.astype(np.float32)).to(device)[None, None]
+    return torch.nn.functional.interpolate(m, size=size, mode="nearest")
+
+
+class HessAffRootSift:
+    """Weight-free Hessian-affine regions with RootSIFT descriptors (kornia)."""
+
+    def __init__(self, config: HessAffRootSiftConfig, device: str) -> None:
+        import kornia.feature as KF
+        from kornia.geometry import ConvQuadInterp3d, ScalePyramid
+
+        self.config = config
+        self.device = device
+        ps = config.patch_size
+        self.detector = KF.ScaleSpaceDetector(
+            num_features=config.max_keypoints,
+            mr_size=config.mr_size,
+            resp_module=KF.BlobHessian(),
+            scale_pyr_module=ScalePyramid(3, 1.6, ps, double_image=False),
+            subpix_module=ConvQuadInterp3d(10),
+            ori_module=KF.PassLAF() if config.upright else KF.LAFOrienter(ps),
+            aff_module=KF.LAFAffineShapeEstimator(ps) if config.affine else KF.PassLAF(),
+            minima_are_also_good=True,
+        ).to(device).eval()
+        self.descriptor = KF.LAFDescriptor(KF.SIFTDescriptor(ps, rootsift=True), patch_size=ps).to(device).eval()
+
+    @torch.inference_mode()
+    def extract(self, image: LoadedImage) -> LocalFeatures:
+        """Keypoints (N, 2), LAFs (N, 2, 3) in ``image.rgb`` pixels and RootSIFT (N, 128)."""
+        hw = image.rgb.shape[:2]
+        grey, scale = grey_tensor(image, self.config.resize, self.device)
+        mask = mask_tensor(image.mask, tuple(grey.shape[-2:]), self.device)
+        if mask is not None and float(mask.sum()) < 16:
+            return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
+        try:
+            lafs, responses = self.detector(grey, mask)
+        except (RuntimeError, ValueError):  # too small for the pyramid, degenerate input
+            return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
+        lafs, responses = lafs[0], responses[0]
+        keep = torch.isfinite(lafs).flatten(1).all(1) & (responses.abs() > 0)
+        if mask is not None:
+            centres = lafs[:, :, 2].round().long()
+            cx = centres[:, 0].clamp(0, grey.shape[-1] - 1)
+            cy = centres[:, 1].clamp(0, grey.shape[-2] - 1)
+            keep &= mask[0, 0, cy, cx] > 0
+        lafs, responses = lafs[keep], responses[keep]
+        if lafs.shape[0] == 0:
+            return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
+        desc = self.descriptor(grey, lafs[None])[0]
+        lafs_full = lafs / scale
+        return LocalFeatures(
+            kpts=lafs_full[:, :, 2].cpu().numpy().astype(np.float32),
+            desc=desc.cpu().numpy().astype(np.float32),
+            scores=responses.abs().cpu().numpy().astype(np.float32),
+            lafs=lafs_full.cpu().numpy().astype(np.float32),
+            image_hw=hw,
+        )
+
+
+@hookimpl
+def register_extractors(register):
+    register(PluginSpec(
+        name="hessaff-rootsift",
+        kind="extractor",
+        version="1",
+        config_cls=HessAffRootSiftConfig,
+        build=lambda config, device: HessAffRootSift(config, device),
+        description="Hessian-affine regions + RootSIFT (kornia; no weights needed)",
+    ))

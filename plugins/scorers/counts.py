@@ -1,0 +1,46 @@
+"""Pair scorers over the matches alone: ``match-count`` and ``confidence-sum``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reid_engine.records import LocalFeatures, Matches
+from reid_engine.registry import PluginSpec, hookimpl
+
+
+@dataclass(frozen=True)
+class CountConfig:
+    """min_confidence: matches below it are not counted."""
+
+    min_confidence: float = 0.0
+
+
+class MatchCount:
+    def __init__(self, config: CountConfig) -> None:
+        self.config = config
+
+    def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
+        return float(np.count_nonzero(matches.conf >= self.config.min_confidence))
+
+
+class ConfidenceSum:
+    def __init__(self, config: CountConfig) -> None:
+        self.config = config
+
+    def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
+        conf = matches.conf[matches.conf >= self.config.min_confidence]
+        return float(conf.sum())
+
+
+@hookimpl
+def register_scorers(register):
+    register(PluginSpec(
+        name="match-count", kind="scorer", version="1", config_cls=CountConfig,
+        build=lambda config, device: MatchCount(config), description="number of matches above a confidence",
+    ))
+    register(PluginSpec(
+        name="confidence-sum", kind="scorer", version="1", config_cls=CountConfig,
+        build=lambda config, device: ConfidenceSum(config), description="sum of match confidences",
+    ))

@@ -1,0 +1,71 @@
+"""``ransac-inliers``: the number of matches consistent with one geometric model.
+
+Homography, affine or fundamental matrix, fitted with OpenCV's USAC (MAGSAC++ by default).
+The reprojection threshold is a fraction of the longer image side, so it means the same at
+any resolution. Fewer matches than the model needs give a score of 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from reid_engine.records import LocalFeatures, Matches
+from reid_engine.registry import PluginSpec, hookimpl
+
+MIN_MATCHES = {"homography": 4, "affine": 3, "fundamental": 8}
+
+
+@dataclass(frozen=True)
+class RansacConfig:
+    """model: geometric model; method: magsac | ransac; threshold: fraction of the longer side."""
+
+    model: Literal["homography", "affine", "fundamental"] = "homography"
+    method: Literal["magsac", "ransac"] = "magsac"
+    threshold: float = 0.015
+    confidence: float = 0.999
+    max_iters: int = 2000
+    weighted: bool = False
+    seed: int = 0
+
+
+class RansacInliers:
+    def __init__(self, config: RansacConfig) -> None:
+        self.config = config
+
+    def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
+        import cv2
+
+        c = self.config
+        if len(matches) < max(MIN_MATCHES[c.model], 5):
+            return 0.0
+        p1 = f1.kpts[matches.idx[:, 0]].astype(np.float64)
+        p2 = f2.kpts[matches.idx[:, 1]].astype(np.float64)
+        thr = c.threshold * float(max(f2.image_hw) or max(p2.max(0) - p2.min(0)) or 1.0)
+        method = cv2.USAC_MAGSAC if c.method == "magsac" else cv2.RANSAC
+        cv2.setRNGSeed(c.seed)
+        try:
+            if c.model == "homography":
+                _, inl = cv2.findHomography(p1, p2, method, thr, maxIters=c.max_iters, confidence=c.confidence)
+            elif c.model == "affine":
+                _, inl = cv2.estimateAffine2D(p1, p2, method=method, ransacReprojThreshold=thr,
+                                              maxIters=c.max_iters, confidence=c.confidence)
+            else:
+                _, inl = cv2.findFundamentalMat(p1, p2, method, thr, c.confidence, c.max_iters)
+        except cv2.error:
+            return 0.0
+        if inl is None:
+            return 0.0
+        inl = inl.reshape(-1).astype(bool)
+        return float(matches.conf[inl].sum() if c.weighted else inl.sum())
+
+
+@hookimpl
+def register_scorers(register):
+    register(PluginSpec(
+        name="ransac-inliers", kind="scorer", version="1", config_cls=RansacConfig,
+        build=lambda config, device: RansacInliers(config),
+        description="geometric inliers (homography/affine/fundamental; OpenCV USAC MAGSAC++)",
+    ))

@@ -1,0 +1,227 @@
+"""Profiles: the whole method for a species, read from TOML and validated.
+
+``registry/profiles/NAME.toml`` ships with the engine; ``--profile FILE`` reads any file.
+Unknown tables, unknown keys and bad values are :class:`ConfigError` naming the file, the key
+and the choices. Plugin options are checked later against each plugin's config dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from .spec import ConfigError, _coerce
+
+PROFILE_PACKAGE = "reid_engine.registry"
+FALLBACK_SPECIES = "generic"
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """A plugin by name with its options (checked against the plugin's config dataclass)."""
+
+    plugin: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """How photos are decoded: longer side is capped at ``max_side`` px on load."""
+
+    max_side: int = 1600
+    min_side: int = 32
+
+
+@dataclass(frozen=True)
+class ShortlistSettings:
+    """Global-embedding shortlist: top ``top_b`` gallery images per query by cosine.
+
+    With ``identity_pooling`` an image's similarity is the max of its own and its identity's
+    pooled embedding (pooled = the embedder run over all of the identity's images, e.g. one
+    Fisher vector over all their local descriptors).
+    """
+
+    embedder: PluginRef = PluginRef("fisher-vector")
+    top_b: int = 50
+    identity_pooling: bool = True
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Raw pair score → probability: ``1 / (1 + exp(-(score - midpoint) / width))``."""
+
+    midpoint: float = 10.0
+    width: float = 3.0
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """One local pipeline: extractor → matcher → scorer, with its fusion weight."""
+
+    name: str
+    extractor: PluginRef
+    matcher: PluginRef
+    scorer: PluginRef
+    weight: float = 1.0
+    calibration: CalibrationSettings = CalibrationSettings()
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """Identity aggregation and the known/new threshold on the fused probability."""
+
+    aggregate: Literal["max", "sum"] = "max"
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    source: str
+    image: ImageSettings = ImageSettings()
+    preprocess: tuple[PluginRef, ...] = ()
+    shortlist: ShortlistSettings = ShortlistSettings()
+    pipelines: tuple[PipelineSettings, ...] = ()
+    decision: DecisionSettings = DecisionSettings()
+    species: tuple[str, ...] = field(default=())
+
+
+# ------------------------------------------------------------------------------------------
+def _check_keys(table: dict, allowed: list[str], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
+        )
+
+
+def _settings(cls: type, table: Any, where: str, **fixed: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in fixed}
+    _check_keys(table, list(fields), where)
+    hints = __import__("typing").get_type_hints(cls)
+    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
+    return cls(**values, **fixed)
+
+
+def _plugin_ref(value: Any, where: str) -> PluginRef:
+    if isinstance(value, str):
+        return PluginRef(value)
+    if not isinstance(value, dict) or "plugin" not in value:
+        raise ConfigError(f"{where}: expected a plugin name or a table with a 'plugin' key, got {value!r}")
+    options = {k: v for k, v in value.items() if k != "plugin"}
+    return PluginRef(str(value["plugin"]), tuple(sorted(options.items())))
+
+
+def parse_profile(data: dict, source: str) -> Profile:
+    """Validate a parsed TOML document into a :class:`Profile`."""
+    _check_keys(data, ["profile", "image", "preprocess", "shortlist", "pipelines", "decision"], source)
+    head = data.get("profile", {})
+    _check_keys(head, ["name", "description", "species"], f"{source} [profile]")
+    if "name" not in head:
+        raise ConfigError(f"{source} [profile]: missing key 'name'")
+    image = _settings(ImageSettings, data.get("image", {}), f"{source} [image]")
+    preprocess = []
+    for i, entry in enumerate(data.get("preprocess", [])):
+        preprocess.append(_plugin_ref(entry, f"{source} [[preprocess]] #{i + 1}"))
+    sl = dict(data.get("shortlist", {}))
+    where = f"{source} [shortlist]"
+    _check_keys(sl, ["embedder", "top_b", "identity_pooling"], where)
+    embedder = _plugin_ref(sl.pop("embedder", "fisher-vector"), f"{where}.embedder")
+    shortlist = _settings(ShortlistSettings, sl, where, embedder=embedder)
+    if shortlist.top_b < 1:
+        raise ConfigError(f"{where}.top_b: must be at least 1, got {shortlist.top_b}")
+    pipelines = []
+    names: set[str] = set()
+    for i, entry in enumerate(data.get("pipelines", [])):
+        where = f"{source} [[pipelines]] #{i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        _check_keys(entry, ["name", "extractor", "matcher", "scorer", "weight", "calibration"], where)
+        for key in ("name", "extractor", "matcher", "scorer"):
+            if key not in entry:
+                raise ConfigError(f"{where}: missing key {key!r}")
+        name = str(entry["name"])
+        if name in names:
+            raise ConfigError(f"{where}: pipeline name {name!r} is used twice")
+        names.add(name)
+        calibration = _settings(CalibrationSettings, entry.get("calibration", {}), f"{where}.calibration")
+        if calibration.width <= 0:
+            raise ConfigError(f"{where}.calibration.width: must be positive")
+        weight = _coerce(entry.get("weight", 1.0), float, f"{where}.weight")
+        if weight < 0:
+            raise ConfigError(f"{where}.weight: must be ≥ 0")
+        pipelines.append(
+            PipelineSettings(
+                name=name,
+                extractor=_plugin_ref(entry["extractor"], f"{where}.extractor"),
+                matcher=_plugin_ref(entry["matcher"], f"{where}.matcher"),
+                scorer=_plugin_ref(entry["scorer"], f"{where}.scorer"),
+                weight=weight,
+                calibration=calibration,
+            )
+        )
+    if pipelines and sum(p.weight for p in pipelines) <= 0:
+        raise ConfigError(f"{source} [[pipelines]]: the weights sum to zero")
+    decision = _settings(DecisionSettings, data.get("decision", {}), f"{source} [decision]")
+    if not 0.0 <= decision.threshold <= 1.0:
+        raise ConfigError(f"{source} [decision].threshold: must lie in [0, 1], got {decision.threshold}")
+    species = _coerce(head.get("species", []), tuple[str, ...], f"{source} [profile].species")
+    return Profile(
+        name=str(head["name"]),
+        description=str(head.get("description", "")),
+        source=source,
+        image=image,
+        preprocess=tuple(preprocess),
+        shortlist=shortlist,
+        pipelines=tuple(pipelines),
+        decision=decision,
+        species=species,
+    )
+
+
+def load_profile_file(path: Path) -> Profile:
+    """Read and validate a profile TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: profile file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_profile(data, str(path))
+
+
+def builtin_profiles() -> dict[str, Path]:
+    """Species name → path of each shipped profile."""
+    folder = resources.files(PROFILE_PACKAGE) / "profiles"
+    return {
+        entry.name[: -len(".toml")]: Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
+def resolve_profile(species: str | None, profile_file: Path | None) -> tuple[Profile, str | None]:
+    """The profile for a run and an optional notice (e.g. the generic fallback)."""
+    if profile_file is not None:
+        return load_profile_file(profile_file), None
+    shipped = builtin_profiles()
+    name = (species or FALLBACK_SPECIES).lower()
+    if name in shipped:
+        return load_profile_file(shipped[name]), None
+    notice = (
+        f"no profile for species {species!r} (shipped: {', '.join(sorted(shipped))}); "
+        f"using the {FALLBACK_SPECIES!r} profile. Pass --profile FILE for a custom one."
+    )
+    return load_profile_file(shipped[FALLBACK_SPECIES]), notice
