@@ -28,9 +28,16 @@ DEFAULT_OUT = Path("reid-engine-out")
 DEMO_SPECIES = "seal"
 
 
+def _say(console: Console, label: str, style: str, message: object) -> None:
+    """Print ``label: message``; the message is plain text (its brackets are not markup)."""
+    from rich.text import Text
+
+    console.print(Text.assemble((f"{label}: ", style), str(message)), highlight=False, soft_wrap=True)
+
+
 def _fail(exc: BaseException) -> None:
     code = exc.exit_code if isinstance(exc, ReidError) else 1
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    _say(err_console, "error", "bold red", exc)
     raise typer.Exit(code)
 
 
@@ -43,7 +50,7 @@ def _profile(species: Optional[str], profile_file: Optional[Path]):
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if notice:
-        err_console.print(f"[yellow]notice:[/] {notice}", highlight=False, soft_wrap=True)
+        _say(err_console, "notice", "yellow", notice)
     return profile
 
 
@@ -55,8 +62,8 @@ def _table():
     except PluginClash as exc:
         raise ReidError(str(exc)) from None
     for broken in table.broken:
-        err_console.print(f"[yellow]warning:[/] plugin {broken.entry_point!r} ({broken.source}) failed to load: "
-                          f"{broken.error}; the others work. See `reid-engine plugins`.", highlight=False, soft_wrap=True)
+        _say(err_console, "warning", "yellow", f"plugin {broken.entry_point!r} ({broken.source}) failed to load: "
+             f"{broken.error}; the others work. See `reid-engine plugins`.")
     return table
 
 
@@ -108,7 +115,7 @@ def _run(species, gallery, query, split, db, out, top_k, device, profile_file, r
                          split=split, top_k=top_k, device=device, write_report=report, title=title)
     result = run_pipeline(options, table, progress=not quiet and sys.stderr.isatty())
     for notice in result.notices:
-        err_console.print(f"[yellow]notice:[/] {notice}", highlight=False, soft_wrap=True)
+        _say(err_console, "notice", "yellow", notice)
     _print_result(result, profile, options)
 
 
@@ -159,7 +166,7 @@ def enroll(
         table = _table()
         manifest = load_manifest(gallery, "gallery", table)
         for notice in manifest.notices:
-            err_console.print(f"[yellow]notice:[/] {notice}", highlight=False, soft_wrap=True)
+            _say(err_console, "notice", "yellow", notice)
         errors = []
         with GalleryDatabase(db) as database:
             added, unchanged = enroll_manifest(database, manifest, errors)
@@ -176,7 +183,7 @@ def enroll(
         if errors:
             path = db.with_name(db.stem + "-enroll-errors.csv")
             write_errors(path, errors)
-            err_console.print(f"[yellow]{len(errors)} image(s) could not be used; see {path}[/]")
+            _say(err_console, "warning", "yellow", f"{len(errors)} image(s) could not be used; see {path}")
     except (ReidError, OSError) as exc:
         _fail(exc)
 
@@ -200,8 +207,7 @@ def plugins() -> None:
         t.add_row(spec.name, spec.kind, spec.version, spec.source, spec.description)
     out_console.print(t)
     for broken in table.broken:
-        out_console.print(f"[red]failed to load[/] {broken.entry_point} ({broken.target}, {broken.source}): {broken.error}",
-                          highlight=False, soft_wrap=True)
+        _say(out_console, "failed to load", "red", f"{broken.entry_point} ({broken.target}, {broken.source}): {broken.error}")
 
 
 @app.command()

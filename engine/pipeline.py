@@ -22,7 +22,7 @@ from .components import Components, build_components
 from .database import GalleryDatabase, GalleryImage
 from .errors import UsageError
 from .features import FeatureCache, ensure_features, load_and_prepare
-from .fusion import aggregate, decide, fuse, logistic_calibration
+from .fusion import aggregate, decide, fuse, fuse_raw, logistic_calibration
 from .images import ImageDecodeError, content_hash
 from .manifests import apply_split, load_manifest
 from .records import Candidate, ImageError, ImageRecord, Manifest, Prediction
@@ -272,12 +272,15 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     if pipelines:
         probabilities = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in pipelines]
         fused = fuse(probabilities, [p.weight for p in pipelines])
+        tiebreak = fuse_raw([raw[p.name] for p in pipelines], [p.weight for p in pipelines], [p.width for p in pipelines])
     else:
         fused = np.clip(scored.sim, 0.0, 1.0)
+        tiebreak = scored.sim
     identities = [g.identity for g in gallery]
     predictions = []
     for qi, record in enumerate(queries):
-        ranked = aggregate(fused[qi], scored.index[qi], identities, profile.decision.aggregate)[:top_k]
+        ranked = aggregate(fused[qi], scored.index[qi], identities, profile.decision.aggregate,
+                           tiebreak[qi])[:top_k]
         candidates = tuple(
             Candidate(
                 rank=rank, identity=s.identity, score=s.score,

@@ -232,55 +232,64 @@ class _Body:
 def _body_silhouette(rng: np.random.Generator) -> _Body:
     """A plump seal lying on its belly, head left: back arch, flat belly, head, flippers.
 
-    The trunk is bounded by a belly line (``_BELLY_Y`` minus a lift that raises the head and
-    tail) and a back line (belly line minus the height profile); a fore flipper lies on the
-    lower flank and the hind flippers form a notched fan behind the tail.
+    The trunk is bounded by a belly line (``_BELLY_Y`` minus a lift that raises the front and
+    the tail) and a back line (belly line minus the height profile). A round head with a
+    short muzzle sits on the neck, a fore flipper lies on the lower flank and the hind
+    flippers form a notched fan behind the tail.
     """
     hc, wc = CANON_HW
     yy, xx = np.mgrid[0:hc, 0:wc].astype(np.float32)
+    length = _TAIL_X - _NOSE_X
     hmax = rng.uniform(108.0, 122.0)
-    knots = np.array([0, .015, .05, .10, .15, .20, .28, .40, .55, .70, .82, .92, 1.0])
-    height = np.array([0, .36, .50, .55, .51, .56, .78, .96, 1.0, .86, .62, .40, .24])
-    lift = np.array([.30, .28, .24, .20, .18, .13, .06, .0, .0, .02, .08, .17, .27])
+    knots = np.array([.05, .10, .15, .20, .28, .40, .55, .70, .82, .92, 1.0])
+    height = np.array([.40, .45, .47, .56, .78, .96, 1.0, .86, .62, .40, .24])
+    lift = np.array([.22, .20, .17, .13, .06, .0, .0, .02, .08, .17, .27])
     height = height * (1 + rng.uniform(-0.05, 0.05, height.shape)) * hmax
-    head_up = rng.uniform(-0.06, 0.12)  # head held low or raised
-    lift = (lift + head_up * np.clip(1 - knots / 0.3, 0, 1)) * hmax
-    height[0] = 0.0
+    lift = lift * hmax
 
-    t_col = (xx[0] - _NOSE_X) / (_TAIL_X - _NOSE_X)
+    t_col = (xx[0] - _NOSE_X) / length
     h_col = np.interp(t_col, knots, height).astype(np.float32)
     belly = (_BELLY_Y - np.interp(t_col, knots, lift)).astype(np.float32)
     back = belly - h_col
     mid = (belly + back) / 2
-    on_trunk = (t_col >= 0) & (t_col <= 1)
+    on_trunk = (t_col >= knots[0]) & (t_col <= 1)
     trunk = on_trunk[None, :] & (yy >= back[None, :]) & (yy <= belly[None, :])
 
+    # Round head held level, low or raised, with a short blunt muzzle.
+    head_along, head_across = 0.09 * length, rng.uniform(0.24, 0.28) * hmax
+    hx = _NOSE_X + 0.9 * head_along
+    i_h = int(round(_NOSE_X + 0.1 * length))
+    hy = mid[i_h] - rng.uniform(-0.05, 0.15) * hmax
+    tilt = math.radians(rng.uniform(-12, 12))
+    head = _ellipse(yy, xx, hy, hx, head_along, head_across, tilt)
+    muzzle = _ellipse(yy, xx, hy + 0.35 * head_across, _NOSE_X + 13.0, 14.0, 0.42 * head_across, tilt)
+
     # Fore flipper on the lower flank, pointing back and down.
-    i_f = int(round(_NOSE_X + 0.3 * (_TAIL_X - _NOSE_X)))
+    i_f = int(round(_NOSE_X + 0.3 * length))
     fore = _ellipse(yy, xx, belly[i_f] - 0.2 * h_col[i_f], i_f + 14.0, rng.uniform(24, 30),
                     rng.uniform(8, 10), math.radians(rng.uniform(20, 35)))
     # Hind flippers held together: a fan widening backwards with a notch at its end.
-    tilt = math.radians(rng.uniform(-10, 10))
+    fan_tilt = math.radians(rng.uniform(-10, 10))
     i_t = int(_TAIL_X)
     fan_len = rng.uniform(52, 62)
     along = xx - _TAIL_X + 4.0
-    cy = mid[i_t] + along * math.tan(tilt)
+    cy = mid[i_t] + along * math.tan(fan_tilt)
     half = 0.5 * h_col[i_t] + along * rng.uniform(0.12, 0.2)
     notch = 5.0 * np.exp(-(((yy - cy) / 5.0) ** 2))
     hind = (along >= 0) & (np.abs(yy - cy) <= half) & (along <= fan_len - notch)
     flipper = (fore | hind) & ~trunk
-    shape = trunk | fore | hind
+    shape = trunk | head | muzzle | fore | hind
     alpha = ndimage.gaussian_filter(shape.astype(np.float32), 0.7)
 
     v_col = np.clip((yy - mid[None, :]) / np.maximum(h_col[None, :] / 2, 6.0), -1.5, 1.5)
     v = np.where(xx > _TAIL_X, np.clip((yy - cy) / np.maximum(half, 6.0), -1.5, 1.5), v_col)
     t = np.broadcast_to(t_col[None, :], (hc, wc))
 
-    i_e = int(round(_NOSE_X + 0.07 * (_TAIL_X - _NOSE_X)))
-    eye = _ellipse(yy, xx, mid[i_e] - 0.2 * h_col[i_e], float(i_e), 4.8, 3.8, 0.2)
-    i_n = int(_NOSE_X) + 4
-    nose = _ellipse(yy, xx, mid[i_n] - 0.05 * h_col[i_e], _NOSE_X + 4.0, 3.2, 2.4, 0.3)
-    eye_f = ndimage.gaussian_filter((eye | nose).astype(np.float32), 0.8)
+    c, s = math.cos(tilt), math.sin(tilt)
+    ex, ey = hx - 0.25 * head_along * c, hy - 0.3 * head_across - 0.25 * head_along * s
+    eye = _ellipse(yy, xx, ey, ex, 5.6, 4.6, tilt)
+    nostril = _ellipse(yy, xx, hy + 0.25 * head_across - 8 * s, _NOSE_X + 3.0, 2.6, 2.0, 0.5)
+    eye_f = ndimage.gaussian_filter((eye | nostril).astype(np.float32), 0.8)
     return _Body(alpha=alpha, v=v.astype(np.float32), t=t.astype(np.float32),
                  flipper=ndimage.gaussian_filter(flipper.astype(np.float32), 1.0), eye=eye_f)
 
@@ -599,7 +608,7 @@ def _encounter_light(rng: np.random.Generator) -> _Light:
     wet = rng.uniform(0.35, 0.9) if rng.random() < 0.4 else rng.uniform(0.0, 0.1)
     return _Light(
         azimuth=-math.pi / 2 + rng.uniform(-1.1, 1.1), elevation=rng.uniform(0.4, 1.15),
-        ambient=rng.uniform(0.35, 0.6), wet=wet, shininess=rng.uniform(15, 45),
+        ambient=rng.uniform(0.22, 0.45), wet=wet, shininess=rng.uniform(15, 45),
         brightness=rng.uniform(0.78, 1.22), contrast=rng.uniform(0.8, 1.15),
         white_balance=tuple(rng.uniform(0.93, 1.07, 3).tolist()),
         gradient_angle=rng.uniform(0, 2 * math.pi), gradient=rng.uniform(0.0, 0.35))
@@ -633,7 +642,7 @@ def _shade_seal(rng: np.random.Generator, vals: np.ndarray, idx: np.ndarray, pos
     ce = math.cos(light.elevation)
     lx, ly, lz = ce * math.cos(light.azimuth), ce * math.sin(light.azimuth), math.sin(light.elevation)
     ndotl = np.clip((nx * lx + ny * ly + nz * lz) / norm, 0.0, 1.0)
-    shade = light.ambient + (1.0 - light.ambient) * 1.15 * ndotl
+    shade = light.ambient + (1.0 - light.ambient) * 1.3 * ndotl
     rgb = albedo * shade[None] * (1.0 + 0.09 * fur)[None]
     if light.wet > 0.0:
         hx, hy, hz = lx, ly, lz + 1.0
@@ -695,22 +704,30 @@ def _granite(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
-_WATER_COLOURS = np.array([[0.12, 0.14, 0.16], [0.15, 0.19, 0.24], [0.17, 0.15, 0.11],
+_WATER_COLOURS = np.array([[0.12, 0.14, 0.16], [0.15, 0.19, 0.24], [0.15, 0.14, 0.12],
                            [0.10, 0.12, 0.12]], np.float32)
 
 
 def _water(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
-    """Lake water float32 (H, W, 3): dark water, wind ripples, sparse sky glints, a soft gradient."""
+    """Lake water float32 (H, W, 3): dark water whose wind ripples mirror the sky.
+
+    Ripple facets tilted towards the sky (positive vertical slope of a smooth, horizontally
+    stretched height field) reflect it; the steepest ones give small bright glints.
+    """
     h, w = hw
-    base = _WATER_COLOURS[rng.integers(0, len(_WATER_COLOURS))] * rng.uniform(0.8, 1.25)
+    base = _WATER_COLOURS[rng.integers(0, len(_WATER_COLOURS))] * rng.uniform(0.9, 1.5)
     angle = math.pi / 2 + rng.normal(0, 0.08)  # crests roughly horizontal
-    ripples = _spectral_noise(rng, hw, 1.5, f_low=0.015, f_high=rng.uniform(0.06, 0.1),
-                              angle=angle, anisotropy=rng.uniform(5.0, 9.0))
+    height = _spectral_noise(rng, hw, 2.0, f_low=0.01, f_high=rng.uniform(0.08, 0.14),
+                             angle=angle, anisotropy=rng.uniform(2.5, 5.0))
+    slope = np.gradient(height, axis=0)
+    slope /= slope.std() + 1e-6
     swell = _spectral_noise(rng, hw, 3.0, f_low=0.003)
     yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
-    level = 1.0 + 0.12 * swell - 0.15 * yy * rng.uniform(0, 1.5)
-    glint = np.clip(ripples - 1.6, 0.0, None) * rng.uniform(0.15, 0.45)
-    img = base[None, None, :] * (level * (1.0 + 0.22 * ripples))[..., None]
+    sky = rng.uniform(0.5, 1.3)
+    reflect = 1.0 / (1.0 + np.exp(-1.6 * slope))  # share of sky in each facet
+    level = (1.0 + 0.12 * swell - 0.15 * yy * rng.uniform(0, 1.5)) * (0.65 + 0.7 * sky * reflect)
+    glint = np.clip(slope - 2.3, 0.0, None) * rng.uniform(0.1, 0.3)
+    img = base[None, None, :] * level[..., None]
     img = img + glint[..., None] * np.array([0.8, 0.84, 0.88], np.float32)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
@@ -749,34 +766,44 @@ def _encounter_scene(rng: np.random.Generator, setting: str, image_hw: tuple[int
                   margin=margin)
 
 
-def _background(rng: np.random.Generator, scene: _Scene, image_hw: tuple[int, int]) -> np.ndarray:
-    """The photo's background crop float32 (H, W, 3): the encounter's place, camera shifted."""
+def _background(rng: np.random.Generator, scene: _Scene,
+                image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's background crop: (rgb float32 (H, W, 3), water fraction float32 (H, W)).
+
+    The crop window moves by up to the scene's margin: the camera shifts between photos.
+    """
     h, w = image_hw
     m = scene.margin
     oy, ox = (int(v) for v in rng.integers(0, 2 * m + 1, size=2))
     sl = (slice(oy, oy + h), slice(ox, ox + w))
-    wet_band = scene.shore[sl]
+    water_frac = scene.shore[sl]
     if scene.rock is None:
-        return scene.water[sl].copy()
+        return scene.water[sl].copy(), water_frac
     rock = scene.rock[sl]
     if scene.water is None:
-        return rock.copy()
+        return rock.copy(), water_frac
     # Rock just below the water line is wet and darker.
-    damp = ndimage.uniform_filter1d(wet_band, 25, axis=0) * (1 - wet_band)
+    damp = ndimage.uniform_filter1d(water_frac, 25, axis=0) * (1 - water_frac)
     rock = rock * (1.0 - 0.35 * damp)[..., None]
-    return rock * (1 - wet_band)[..., None] + scene.water[sl] * wet_band[..., None]
+    return rock * (1 - water_frac)[..., None] + scene.water[sl] * water_frac[..., None], water_frac
 
 
-def _cast_shadow(bg: np.ndarray, alpha: np.ndarray, light: _Light, scene: _Scene,
+def _cast_shadow(bg: np.ndarray, water: np.ndarray, alpha: np.ndarray, light: _Light,
                  scale: float) -> np.ndarray:
-    """Darken the background (H, W, 3) under and away from the light of the body ``alpha`` (H, W)."""
+    """Darken the background (H, W, 3) around the body ``alpha`` (H, W).
+
+    On rock: a soft shadow thrown away from the light plus a tight contact shadow under the
+    belly. On water (``water`` (H, W) = 1) only a faint darkening next to the body.
+    """
     off = 6.0 + 14.0 * scale * math.cos(light.elevation)
     dy = -math.sin(light.azimuth) * off * 0.6 + 4.0 * scale
     dx = -math.cos(light.azimuth) * off
-    shadow = ndimage.shift(alpha, (dy, dx), order=1, mode="constant", cval=0.0)
-    shadow = ndimage.gaussian_filter(shadow, 3.0 + 4.0 * scale, truncate=2.5)
+    cast = ndimage.shift(alpha, (dy, dx), order=1, mode="constant", cval=0.0)
+    cast = ndimage.gaussian_filter(cast, 3.0 + 4.0 * scale, truncate=2.5)
+    contact = ndimage.gaussian_filter(ndimage.shift(alpha, (3.0, 0.0), order=0), 2.0, truncate=2.5)
     strength = 0.45 * (1.0 - light.ambient) + 0.1
-    return bg * (1.0 - strength * shadow)[..., None]
+    dark = np.maximum(strength * cast, 0.55 * contact) * (1.0 - 0.75 * water)
+    return bg * (1.0 - dark)[..., None]
 
 
 # --------------------------------------------------------------------------------------
@@ -976,8 +1003,8 @@ def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
     seal[:, idx] = _shade_seal(rng, vals, idx, pose, light, image_hw)
     seal = seal.reshape(3, h, w).transpose(1, 2, 0)
 
-    bg = _background(rng, scene, image_hw)
-    bg = _cast_shadow(bg, alpha, light, scene, pose.scale)
+    bg, water = _background(rng, scene, image_hw)
+    bg = _cast_shadow(bg, water, alpha, light, pose.scale)
     img = bg * (1.0 - alpha[..., None]) + seal * alpha[..., None]
 
     body = alpha > 0.5

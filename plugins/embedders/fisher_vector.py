@@ -15,6 +15,7 @@ share one cache).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -60,17 +61,16 @@ class FisherVectorEmbedder:
     def fit(self, items: Sequence[LocalFeatures]) -> None:
         """Fit PCA-whitening and the GMM on descriptors sampled evenly from ``items``."""
         from sklearn.decomposition import PCA
-        from sklearn.mixture import GaussianMixture
+        from sklearn.exceptions import ConvergenceWarning
 
         c = self.config
         rng = np.random.default_rng(c.seed)
-        nonempty = [f.desc for f in items if len(f)]
-        if not nonempty:
+        # one pass over the (lazily loaded) gallery, keeping only the sample in memory
+        per_image = max(1, c.fit_descriptors // max(1, len(items)))
+        picked = [f.desc[rng.choice(len(f), size=min(per_image, len(f)), replace=False)] for f in items if len(f)]
+        if not picked:
             raise ValueError("fisher-vector: no local descriptors in the gallery to fit a vocabulary on")
-        per_image = max(1, c.fit_descriptors // len(nonempty))
-        sample = np.concatenate([
-            d[rng.choice(len(d), size=min(per_image, len(d)), replace=False)] for d in nonempty
-        ]).astype(np.float64)
+        sample = np.concatenate(picked).astype(np.float64)
         dim = sample.shape[1]
         if c.pca_dim and c.pca_dim < dim:
             n_pca = min(c.pca_dim, sample.shape[0] - 1)
@@ -80,10 +80,9 @@ class FisherVectorEmbedder:
             mean, proj = np.zeros(dim), np.eye(dim)
         x = (sample - mean) @ proj
         k = max(1, min(c.n_components, x.shape[0] // 4))
-        gmm = GaussianMixture(
-            n_components=k, covariance_type="diag", max_iter=c.gmm_iters, reg_covar=1e-4,
-            init_params="k-means++", random_state=c.seed,
-        ).fit(x)
+        with warnings.catch_warnings():  # a vocabulary that stops short of convergence is still usable
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gmm = self._gmm(x, k)
         self._state = {
             "mean": mean.astype(np.float32),
             "proj": proj.astype(np.float32),
@@ -97,6 +96,14 @@ class FisherVectorEmbedder:
             _, _, vt = np.linalg.svd(fvs - fv_mean, full_matrices=False)
             self._state["fv_mean"] = fv_mean.astype(np.float32)
             self._state["fv_proj"] = vt[: c.reduce_dim].T.astype(np.float32)
+
+    def _gmm(self, x: np.ndarray, k: int):
+        from sklearn.mixture import GaussianMixture
+
+        return GaussianMixture(
+            n_components=k, covariance_type="diag", max_iter=self.config.gmm_iters, reg_covar=1e-4,
+            init_params="k-means++", random_state=self.config.seed,
+        ).fit(x)
 
     def state(self) -> dict[str, np.ndarray]:
         if self._state is None:

@@ -27,6 +27,7 @@ class AdalamConfig:
     min_confidence: float = 200.0
     refit: bool = True
     force_seed_mnn: bool = True
+    seed: int = 0
 
 
 class AdalamMatcher:
@@ -57,10 +58,12 @@ class AdalamMatcher:
             "detected_scale_rate_threshold": 5,
         }
         try:
-            dists, idxs = KF.match_adalam(
-                descriptors(f1, self.device), descriptors(f2, self.device), self._lafs(f1), self._lafs(f2),
-                config=config, hw1=f1.image_hw, hw2=f2.image_hw,
-            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(c.seed)  # AdaLAM samples hypotheses: seeded, so runs repeat exactly
+                dists, idxs = KF.match_adalam(
+                    descriptors(f1, self.device), descriptors(f2, self.device), self._lafs(f1), self._lafs(f2),
+                    config=config, hw1=f1.image_hw, hw2=f2.image_hw,
+                )
         except (RuntimeError, ValueError, IndexError):  # degenerate geometry: no confident matches
             return Matches.empty()
         conf = (1.0 - dists.reshape(-1)).clamp(0, 1)
