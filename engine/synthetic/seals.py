@@ -477,7 +477,7 @@ def _make_individual(rng: np.random.Generator) -> _Individual:
     body = _body_silhouette(rng)
     rings, spots = _render_rings(_ring_layout(rng, body), CANON_HW)
     rings = np.maximum(rings, _freckles(rng, body))
-    rings *= body.alpha
+    rings *= body.alpha * (1.0 - body.eye)
     spots *= body.alpha
     albedo = _fur_albedo(rng, body, rings, spots)
     normals = _body_normals(body.alpha)
@@ -673,7 +673,9 @@ def _global_light(img: np.ndarray, light: _Light) -> np.ndarray:
 def _granite(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     """Granite-like rock float32 (H, W, 3): weathered base, mineral grains, lichen, cracks."""
     h, w = hw
-    base = np.array([rng.uniform(0.42, 0.6), rng.uniform(0.38, 0.52), rng.uniform(0.36, 0.5)],
+    grey = rng.uniform(0.4, 0.58)
+    pink = rng.uniform(0.0, 0.12)  # Saimaa granite runs from grey to reddish grey
+    base = np.array([grey * (1 + pink), grey * (1 - 0.2 * pink), grey * (1 - 0.35 * pink)],
                     np.float32)
     large = _spectral_noise(rng, hw, 2.6, f_low=0.002)
     grains = _spectral_noise(rng, hw, 0.0, f_high=rng.uniform(0.12, 0.22))
@@ -704,7 +706,7 @@ def _granite(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
-_WATER_COLOURS = np.array([[0.12, 0.14, 0.16], [0.15, 0.19, 0.24], [0.15, 0.14, 0.12],
+_WATER_COLOURS = np.array([[0.12, 0.14, 0.16], [0.15, 0.19, 0.24], [0.12, 0.12, 0.11],
                            [0.10, 0.12, 0.12]], np.float32)
 
 
@@ -715,7 +717,7 @@ def _water(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     stretched height field) reflect it; the steepest ones give small bright glints.
     """
     h, w = hw
-    base = _WATER_COLOURS[rng.integers(0, len(_WATER_COLOURS))] * rng.uniform(0.9, 1.5)
+    base = _WATER_COLOURS[rng.integers(0, len(_WATER_COLOURS))] * rng.uniform(0.9, 1.4)
     angle = math.pi / 2 + rng.normal(0, 0.08)  # crests roughly horizontal
     height = _spectral_noise(rng, hw, 2.0, f_low=0.01, f_high=rng.uniform(0.08, 0.14),
                              angle=angle, anisotropy=rng.uniform(2.5, 5.0))
@@ -825,7 +827,7 @@ def _occluder_blob(rng: np.random.Generator, body: np.ndarray, target: float) ->
     theta = np.arctan2(yy - cy, xx - cx)
     profile = np.ones_like(theta)
     for kk in range(2, 6):
-        profile += rng.uniform(0, 0.25 / kk * 2) * np.cos(kk * theta + rng.uniform(0, 2 * math.pi))
+        profile += rng.uniform(0, 0.2 / kk) * np.cos(kk * theta + rng.uniform(0, 2 * math.pi))
     dist = rho / profile
     area = body.sum()
     lo, hi = 4.0, float(max(h, w))
@@ -858,7 +860,7 @@ def _branch(rng: np.random.Generator, body: np.ndarray, target: float) -> np.nda
     if ys.size == 0:
         return np.zeros(body.shape, np.float32)
     y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-    width_scale = 1.0
+    width_scale = min(h, w) / 384.0  # widths below are for a 384 px high photo
     cover = np.zeros(body.shape, np.float32)
     for _ in range(4):
         img = Image.new("L", (w, h), 0)
@@ -866,19 +868,19 @@ def _branch(rng: np.random.Generator, body: np.ndarray, target: float) -> np.nda
         for _ in range(int(rng.integers(1, 4))):
             a = rng.uniform(0, math.pi)
             cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
-            ln = max(h, w)
-            bow = rng.normal(0, 25)
+            ln = rng.uniform(0.25, 0.5) * max(h, w)  # half length
+            bow = rng.normal(0, 0.12) * ln
             pts = []
             for s in np.linspace(-1, 1, 12):
                 px = cx + s * ln * math.cos(a) - bow * (1 - s * s) * math.sin(a)
                 py = cy + s * ln * math.sin(a) + bow * (1 - s * s) * math.cos(a)
                 pts.append((float(px), float(py)))
-            width = max(2, int(rng.uniform(4, 13) * width_scale))
+            width = max(2, int(round(rng.uniform(4, 13) * width_scale)))
             draw.line(pts, fill=255, width=width)
             for _ in range(int(rng.integers(0, 3))):  # twigs
                 s = int(rng.integers(1, 11))
                 b = a + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9)
-                tl = rng.uniform(20, 60)
+                tl = rng.uniform(0.05, 0.15) * max(h, w)
                 draw.line([pts[s], (pts[s][0] + tl * math.cos(b), pts[s][1] + tl * math.sin(b))],
                           fill=255, width=max(1, width // 2))
         cover = ndimage.gaussian_filter(np.asarray(img, np.float32) / 255.0, 0.6)
@@ -889,17 +891,18 @@ def _branch(rng: np.random.Generator, body: np.ndarray, target: float) -> np.nda
 
 
 def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scene,
-             image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Occluder coverage float32 (H, W) in [0, 1] and its colour float32 (H, W, 3).
+             image_hw: tuple[int, int]) -> tuple[np.ndarray, float, np.ndarray]:
+    """Occluder coverage float32 (H, W) in [0, 1], its opacity and colour float32 (H, W, 3).
 
     ``kind`` is ``none``, ``boulder``, ``waterline`` or ``branch``; the aimed-for hidden
-    fraction of the body is drawn from U(0.03, 0.3).
+    fraction of the body is drawn from U(0.03, 0.3), or U(0.12, 0.3) for a swimming seal.
+    Water lets the submerged body show through faintly; the masks still count it hidden.
     """
     h, w = image_hw
     colour = np.zeros((h, w, 3), np.float32)
     if kind == "none":
-        return np.zeros((h, w), np.float32), colour
-    target = rng.uniform(0.03, 0.3)
+        return np.zeros((h, w), np.float32), 1.0, colour
+    target = rng.uniform(0.12 if scene.setting == "water" else 0.03, 0.3)
     m = scene.margin
     oy, ox = (int(v) for v in rng.integers(0, 2 * m + 1, size=2))
     if kind == "waterline":
@@ -908,13 +911,13 @@ def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scen
         colour = water[oy:oy + h, ox:ox + w] * 1.0
         edge = np.exp(-(((cover - 0.5) / 0.25) ** 2))  # bright meniscus at the line
         colour = colour + 0.12 * edge[..., None]
-        return cover * 0.94, colour
+        return cover, 0.88, colour
     if kind == "boulder":
         blob = _occluder_blob(rng, body, target)
         cover = ndimage.gaussian_filter(blob.astype(np.float32), 0.7)
         ys, xs = np.nonzero(cover > 0.01)
         if ys.size == 0:
-            return cover, colour
+            return cover, 1.0, colour
         box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
         rock = _granite(rng, (int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)))
         dist = ndimage.distance_transform_edt(blob[box]).astype(np.float32)
@@ -922,12 +925,12 @@ def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scen
         gy, gx = np.gradient(dome)
         lit = np.clip(0.75 - 2.5 * gy - 0.8 * gx, 0.35, 1.3)  # lit from the top left
         colour[box] = rock * (lit * rng.uniform(0.8, 1.15))[..., None]
-        return cover, colour
+        return cover, 1.0, colour
     cover = _branch(rng, body, target)
     tone = rng.uniform(0.18, 0.4)
     colour[:] = np.array([tone * 1.1, tone, tone * 0.85], np.float32)
     colour *= (1.0 + 0.15 * _spectral_noise(rng, (h, w), 1.0))[..., None]
-    return cover, colour
+    return cover, 1.0, colour
 
 
 # --------------------------------------------------------------------------------------
@@ -1008,8 +1011,9 @@ def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
     img = bg * (1.0 - alpha[..., None]) + seal * alpha[..., None]
 
     body = alpha > 0.5
-    cover, occ_colour = _occlude(rng, occlusion, body, scene, image_hw)
-    img = img * (1.0 - cover[..., None]) + occ_colour * cover[..., None]
+    cover, opacity, occ_colour = _occlude(rng, occlusion, body, scene, image_hw)
+    shown = (cover * opacity)[..., None]
+    img = img * (1.0 - shown) + occ_colour * shown
     visible = body & (cover < 0.5)
     pattern = visible & (ring > 0.5)
 

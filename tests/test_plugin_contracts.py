@@ -1,0 +1,100 @@
+"""Contract tests over every registered plugin of a kind (as timm tests every model):
+shapes, dtypes, empty input, no NaNs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid_engine.records import ImageRecord, LoadedImage, LocalFeatures, Matches
+from reid_engine.registry import PluginTable
+
+TABLE = PluginTable.discover()
+
+
+def _image(kind: str = "texture", size=(160, 200), mask=None) -> LoadedImage:
+    rng = np.random.default_rng(1)
+    if kind == "blank":
+        rgb = np.full((*size, 3), 127, np.uint8)
+    else:
+        yy, xx = np.mgrid[: size[0], : size[1]]
+        base = (np.sin(xx / 5.0) * np.cos(yy / 7.0) + rng.normal(0, 0.3, size)) * 60 + 128
+        rgb = np.repeat(np.clip(base, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    return LoadedImage(ImageRecord("x", "x.png"), rgb, mask, "0" * 64, size)
+
+
+def _build(kind, name):
+    spec = TABLE.get(kind, name)
+    return spec.build(spec.make_config({}), "cpu")
+
+
+@pytest.mark.parametrize("name", TABLE.names("extractor"))
+def test_extractor_contract(name):
+    extractor = _build("extractor", name)
+    f = extractor.extract(_image())
+    n = len(f)
+    assert n > 0
+    assert f.kpts.shape == (n, 2) and f.desc.shape[0] == n and f.scores.shape == (n,)
+    assert f.kpts.dtype == np.float32 and f.desc.dtype == np.float32
+    assert np.isfinite(f.desc).all() and np.isfinite(f.kpts).all()
+    assert (f.kpts >= -1).all() and (f.kpts[:, 0] <= 201).all() and (f.kpts[:, 1] <= 161).all()
+    if f.lafs is not None:
+        assert f.lafs.shape == (n, 2, 3)
+    # blank, tiny and all-masked images give empty features, never an exception
+    for image in (_image("blank"), _image(size=(24, 24)), _image(mask=np.zeros((160, 200), bool))):
+        empty = extractor.extract(image)
+        assert empty.desc.ndim == 2 and empty.kpts.shape[1] == 2
+    assert len(extractor.extract(_image(mask=np.zeros((160, 200), bool)))) == 0
+    # keypoints stay inside a partial mask
+    mask = np.zeros((160, 200), bool)
+    mask[:, :100] = True
+    inside = extractor.extract(_image(mask=mask))
+    assert len(inside) > 0 and (inside.kpts[:, 0] < 104).all()
+
+
+@pytest.fixture(scope="module")
+def features():
+    f = _build("extractor", "hessaff-rootsift").extract(_image())
+    return f
+
+
+@pytest.mark.parametrize("name", TABLE.names("matcher"))
+def test_matcher_contract(name, features):
+    matcher = _build("matcher", name)
+    m = matcher.match(features, features)
+    assert m.idx.dtype == np.int64 and m.idx.shape == (len(m), 2) and m.conf.shape == (len(m),)
+    assert len(m) > 0.3 * len(features)  # an image against itself
+    assert np.isfinite(m.conf).all()
+    assert (m.idx[:, 0] < len(features)).all() and (m.idx[:, 1] < len(features)).all()
+    empty = LocalFeatures.empty(features.desc.shape[1], features.image_hw)
+    assert len(matcher.match(empty, features)) == 0 and len(matcher.match(features, empty)) == 0
+
+
+@pytest.mark.parametrize("name", TABLE.names("scorer"))
+def test_scorer_contract(name, features):
+    scorer = _build("scorer", name)
+    same = scorer.score(features, features, _build("matcher", "mnn").match(features, features))
+    none = scorer.score(features, features, Matches.empty())
+    assert np.isfinite(same) and same > 0 and none == 0.0
+
+
+@pytest.mark.parametrize("name", TABLE.names("preprocessor"))
+def test_preprocessor_contract(name):
+    image = _image()
+    before = image.rgb.copy()
+    out = _build("preprocessor", name)(image)
+    assert out.rgb.shape == image.rgb.shape and out.rgb.dtype == np.uint8
+    assert np.array_equal(image.rgb, before)  # the input is not changed
+
+
+@pytest.mark.parametrize("name", TABLE.names("embedder"))
+def test_embedder_contract(name, features):
+    embedder = _build("embedder", name)
+    if getattr(embedder, "input", "image") == "local":
+        items = [features, LocalFeatures.empty(features.desc.shape[1])]
+        embedder.fit([features, features])
+    else:
+        items = [_image(), _image("blank")]
+    emb = embedder.embed(items)
+    assert emb.shape[0] == 2 and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert abs(np.linalg.norm(emb[0]) - 1) < 1e-4
