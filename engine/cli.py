@@ -201,10 +201,13 @@ def plugins() -> None:
     except ReidError as exc:
         _fail(exc)
     t = Table(title="reid-engine plugins")
-    for col in ("name", "kind", "version", "from", "description"):
-        t.add_column(col, overflow="fold")
+    t.add_column("name", no_wrap=True)
+    t.add_column("kind", no_wrap=True)
+    t.add_column("version", no_wrap=True)
+    t.add_column("from", no_wrap=True)
+    t.add_column("entry point", no_wrap=True)
     for spec in table.all():
-        t.add_row(spec.name, spec.kind, spec.version, spec.source, spec.description)
+        t.add_row(spec.name, spec.kind, spec.version, spec.source, spec.entry_point.split(" = ")[0])
     out_console.print(t)
     for broken in table.broken:
         _say(out_console, "failed to load", "red", f"{broken.entry_point} ({broken.target}, {broken.source}): {broken.error}")

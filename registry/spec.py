@@ -36,8 +36,9 @@ class PluginSpec:
     build: Callable[[Any, str], Any]
     config_cls: type = EmptyConfig
     description: str = ""
-    # filled in by the registry: the entry point / distribution that registered it
+    # filled in by the registry: the distribution and the entry point that registered it
     source: str = field(default="", compare=False)
+    entry_point: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -112,12 +112,13 @@ class PluginTable:
             self.broken.append(BrokenPlugin(name, module.__name__, source, f"{type(exc).__name__}: {exc}"))
             return
         for spec in collected:
-            spec = replace(spec, source=f"{source} ({name} = {module.__name__})")
+            spec = replace(spec, source=source, entry_point=f"{name} = {module.__name__}")
             key = (spec.kind, spec.name)
             if key in self._specs:
                 other = self._specs[key]
                 raise PluginClash(
-                    f"two plugins claim the {spec.kind} name {spec.name!r}: {other.source} and {spec.source}; "
+                    f"two plugins claim the {spec.kind} name {spec.name!r}: {other.source} ({other.entry_point}) "
+                    f"and {spec.source} ({spec.entry_point}); "
                     f"uninstall one, or skip one with {DISABLE_ENV}=<entry point name>"
                 )
             self._specs[key] = spec

@@ -450,7 +450,7 @@ def _fur_albedo(rng: np.random.Generator, body: _Body, rings: np.ndarray,
     grey = rng.uniform(0.16, 0.25)
     tint = np.array([rng.uniform(1.0, 1.1), 1.0, rng.uniform(0.94, 1.06)], np.float32)
     belly = rng.uniform(0.40, 0.52)
-    ring_grey = rng.uniform(0.50, 0.64)
+    ring_grey = rng.uniform(0.42, 0.62)  # some seals have faint patterns
     spine = 1.0 - 0.25 * np.exp(-(((v + 0.85) / 0.35) ** 2))
     mottling = 1.0 + 0.06 * _spectral_noise(rng, CANON_HW, 2.0, f_low=0.01)
     level = grey * spine * mottling
@@ -536,7 +536,7 @@ def _photo_pose(rng: np.random.Generator, base: dict[str, float],
         angle=a, scale=f, aspect=rng.uniform(0.86, 1.12),
         cy=h / 2 + fy * slack_y, cx=w / 2 + fx * slack_x,
         bend2=base["bend2"] + rng.normal(0, 6), bend3=base["bend3"] + rng.normal(0, 5),
-        head_turn=base["head"] + rng.normal(0, 6), warp=rng.uniform(2.0, 4.5))
+        head_turn=base["head"] + rng.normal(0, 6), warp=rng.uniform(2.5, 5.5))
 
 
 def _inverse_map(rng: np.random.Generator, pose: _Pose, image_hw: tuple[int, int]) -> np.ndarray:
@@ -940,7 +940,7 @@ def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scen
 
 def _camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Defocus blur, sensor noise, quantisation and sometimes JPEG softness: -> uint8 (H, W, 3)."""
-    sigma = rng.uniform(0.4, 1.0) if rng.random() < 0.75 else rng.uniform(1.0, 1.8)
+    sigma = rng.uniform(0.4, 1.0) if rng.random() < 0.7 else rng.uniform(1.0, 2.0)
     img = ndimage.gaussian_filter(img, (sigma, sigma, 0), truncate=3.0)
     read = rng.uniform(0.004, 0.018)
     shot = rng.uniform(0.008, 0.025)
