@@ -17,6 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
+from analyse_run import analyse  # benchmarks/ is on sys.path when this script runs
+
 from reid_engine.pipeline import RunOptions, run
 from reid_engine.registry.profiles import load_profile_file, resolve_profile
 
@@ -54,11 +56,11 @@ def main() -> None:
         result = run(options, progress=False)
         runs[label] = {"wall_s": time.perf_counter() - t, "timings": result.timings, "counts": result.counts}
     record = {"profile": profile.name, "profile_source": profile.source, "split": args.split,
-              "metrics": result.metrics, "runs": runs, "machine": machine(), "errors": len(result.errors),
+              "metrics": result.metrics, "stages": analyse(result), "runs": runs, "machine": machine(), "errors": len(result.errors),
               "command": f"python benchmarks/nyala_dev.py --species {args.species} --split {args.split}"}
     out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(json.dumps({k: record[k] for k in ("profile", "split", "metrics")}, indent=2, default=str))
+    print(json.dumps({k: record[k] for k in ("profile", "split", "metrics", "stages")}, indent=2, default=str))
     for label, r in runs.items():
         print(label, f"{r['wall_s']:.1f} s", {k: round(v, 1) for k, v in r["timings"].items()})
 

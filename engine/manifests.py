@@ -13,6 +13,9 @@ from .records import NEW_INDIVIDUAL, Manifest
 
 GALLERY_SPLITS = {"gallery", "database", "train", "reference"}
 QUERY_SPLITS = {"query", "test", "queries"}
+# key in ImageRecord.extra: the true individual of a query whose truth is new_individual
+# (so BAUS can be balanced per unknown individual)
+UNKNOWN_GROUP = "unknown_individual"
 
 
 def load_manifest(path: Path, role: str, table: PluginTable) -> Manifest:
@@ -57,7 +60,8 @@ def apply_split(manifest: Manifest, split_csv: Path) -> tuple[Manifest, Manifest
             gallery.append(record)
         elif split in QUERY_SPLITS:
             truth = (row.get("truth") or "").strip() or record.identity or None
-            query.append(dataclasses.replace(record, identity=None, truth=truth))
+            extra = {**record.extra, UNKNOWN_GROUP: record.identity} if truth == NEW_INDIVIDUAL and record.identity else record.extra
+            query.append(dataclasses.replace(record, identity=None, truth=truth, extra=extra))
         else:
             raise ManifestError(
                 f"{split_csv} line {lineno}: split {split!r} is neither a gallery split "
@@ -72,7 +76,9 @@ def apply_split(manifest: Manifest, split_csv: Path) -> tuple[Manifest, Manifest
         raise ManifestError(f"{split_csv}: the split needs both gallery and query rows")
     gallery_ids = {r.identity for r in gallery}
     query = [
-        dataclasses.replace(r, truth=NEW_INDIVIDUAL) if r.truth and r.truth not in gallery_ids else r for r in query
+        dataclasses.replace(r, truth=NEW_INDIVIDUAL, extra={**r.extra, UNKNOWN_GROUP: r.truth})
+        if r.truth and r.truth not in gallery_ids else r
+        for r in query
     ]
     return (Manifest(tuple(gallery), f"{manifest.source} [{split_csv.name}: gallery]", manifest.notices),
             Manifest(tuple(query), f"{manifest.source} [{split_csv.name}: query]"))

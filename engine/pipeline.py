@@ -24,7 +24,7 @@ from .errors import UsageError
 from .features import FeatureCache, ensure_features, load_and_prepare
 from .fusion import aggregate, decide, fuse, fuse_raw, logistic_calibration
 from .images import ImageDecodeError, content_hash
-from .manifests import apply_split, load_manifest
+from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
 from .records import Candidate, ImageError, ImageRecord, Manifest, Prediction
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
@@ -56,6 +56,11 @@ class RunResult:
     counts: dict[str, int]
     notices: list[str] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
+    # for analysis (not written): shortlisted gallery rows (N_q, B), their cosine, raw pipeline scores
+    shortlist_index: np.ndarray | None = None
+    shortlist_sim: np.ndarray | None = None
+    raw_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    gallery_identities: list[str] = field(default_factory=list)
 
 
 def resolve_device(device: str) -> str:
@@ -208,8 +213,10 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
 
     from .metrics import evaluate
 
-    metrics = evaluate(predictions)
-    result = RunResult(predictions, errors, metrics, timings, counts, notices)
+    groups = {r.image_id: r.extra.get(UNKNOWN_GROUP) for r in queries}
+    metrics = evaluate(predictions, unknown_groups=groups)
+    result = RunResult(predictions, errors, metrics, timings, counts, notices, shortlist_index=scored.index,
+                       shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=[g.identity for g in gallery])
     if options.out is not None:
         _write_outputs(result, options)
     return result

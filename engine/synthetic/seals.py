@@ -518,23 +518,39 @@ def _encounter_pose(rng: np.random.Generator) -> dict[str, float]:
             "fx": rng.uniform(-1, 1), "fy": rng.uniform(-1, 1)}
 
 
-def _photo_pose(rng: np.random.Generator, base: dict[str, float],
-                image_hw: tuple[int, int]) -> _Pose:
-    """Jitter the encounter pose for one photo and place the body inside the frame."""
+def _placement(angle_deg: float, scale: float, fx: float, fy: float,
+               image_hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Where the body goes: (image px per canonical px, centre y, centre x, height of its box).
+
+    ``fx``/``fy`` in [-1, 1] slide the body's bounding box across the free room of the
+    frame (plus a little more, so some photos cut the animal at the border).
+    """
     h, w = image_hw
-    angle = float(np.clip(base["angle"] + rng.uniform(-10, 10), -35, 35))
-    scale = float(np.clip(base["scale"] * rng.uniform(0.94, 1.06), 0.75, 1.25))
     f = _base_scale(image_hw) * scale
-    a = math.radians(angle)
+    a = math.radians(angle_deg)
     ext_x = f * (_BODY_LENGTH * abs(math.cos(a)) + _BODY_HEIGHT * abs(math.sin(a)))
     ext_y = f * (_BODY_LENGTH * abs(math.sin(a)) + _BODY_HEIGHT * abs(math.cos(a)))
     slack_x = max(0.0, (w - ext_x) / 2) + 0.04 * w
     slack_y = max(0.0, (h - ext_y) / 2) + 0.04 * h
-    fx = np.clip(base["fx"] + rng.uniform(-0.3, 0.3), -1, 1)
-    fy = np.clip(base["fy"] + rng.uniform(-0.3, 0.3), -1, 1)
+    return f, h / 2 + fy * slack_y, w / 2 + fx * slack_x, ext_y
+
+
+def _body_top(base: dict[str, float], image_hw: tuple[int, int]) -> float:
+    """Approximate image row of the top of the seal's box in an encounter's photos."""
+    _, cy, _, ext_y = _placement(base["angle"], base["scale"], base["fx"], base["fy"], image_hw)
+    return cy - ext_y / 2
+
+
+def _photo_pose(rng: np.random.Generator, base: dict[str, float],
+                image_hw: tuple[int, int]) -> _Pose:
+    """Jitter the encounter pose for one photo and place the body inside the frame."""
+    angle = float(np.clip(base["angle"] + rng.uniform(-10, 10), -35, 35))
+    scale = float(np.clip(base["scale"] * rng.uniform(0.94, 1.06), 0.75, 1.25))
+    fx = float(np.clip(base["fx"] + rng.uniform(-0.3, 0.3), -1, 1))
+    fy = float(np.clip(base["fy"] + rng.uniform(-0.3, 0.3), -1, 1))
+    f, cy, cx, _ = _placement(angle, scale, fx, fy, image_hw)
     return _Pose(
-        angle=a, scale=f, aspect=rng.uniform(0.86, 1.12),
-        cy=h / 2 + fy * slack_y, cx=w / 2 + fx * slack_x,
+        angle=math.radians(angle), scale=f, aspect=rng.uniform(0.86, 1.12), cy=cy, cx=cx,
         bend2=base["bend2"] + rng.normal(0, 6), bend3=base["bend3"] + rng.normal(0, 5),
         head_turn=base["head"] + rng.normal(0, 6), warp=rng.uniform(2.5, 5.5))
 
@@ -749,8 +765,13 @@ class _Scene:
     margin: int
 
 
-def _encounter_scene(rng: np.random.Generator, setting: str, image_hw: tuple[int, int]) -> _Scene:
-    """Backgrounds for one encounter, with a margin so each photo can shift the camera."""
+def _encounter_scene(rng: np.random.Generator, setting: str, image_hw: tuple[int, int],
+                     body_top: float) -> _Scene:
+    """Backgrounds for one encounter, with a margin so each photo can shift the camera.
+
+    On a shore the water line runs above ``body_top`` (an image row): the seal lies on the
+    rock, the lake is behind it.
+    """
     h, w = image_hw
     margin = max(8, min(h, w) // 16)
     hw = (h + 2 * margin, w + 2 * margin)
@@ -758,8 +779,11 @@ def _encounter_scene(rng: np.random.Generator, setting: str, image_hw: tuple[int
     water = _water(rng, hw) if setting in ("water", "shore") else None
     if setting == "shore":
         xs = np.arange(hw[1], dtype=np.float32)
-        y_line = (rng.uniform(0.12, 0.35) * hw[0] + 10 * np.sin(xs / rng.uniform(40, 90))
-                  + _rbf_field(rng, (1, hw[1]), (1, 8), 8.0)[0])
+        wave = 0.025 * h
+        highest = body_top - 0.1 * h - 2 * wave
+        level = rng.uniform(min(0.1 * h, highest), highest) if highest > 0.1 * h else highest
+        y_line = (margin + level + wave * np.sin(xs / rng.uniform(40, 90))
+                  + _rbf_field(rng, (1, hw[1]), (1, 8), wave)[0])
         yy = np.arange(hw[0], dtype=np.float32)[:, None]
         shore = 1.0 - _smoothstep(-1.5, 1.5, yy - y_line[None, :])
     else:
@@ -924,7 +948,9 @@ def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scen
         dome = ndimage.gaussian_filter(np.sqrt(dist), 2.0)
         gy, gx = np.gradient(dome)
         lit = np.clip(0.75 - 2.5 * gy - 0.8 * gx, 0.35, 1.3)  # lit from the top left
-        colour[box] = rock * (lit * rng.uniform(0.8, 1.15))[..., None]
+        rim = 1.0 - 0.5 * np.exp(-dist / 2.0)  # dark outline where it meets what is behind
+        tone = rng.uniform(0.6, 0.8) if rng.random() < 0.5 else rng.uniform(1.15, 1.35)
+        colour[box] = rock * (lit * rim * tone)[..., None]
         return cover, 1.0, colour
     cover = _branch(rng, body, target)
     tone = rng.uniform(0.18, 0.4)
@@ -981,6 +1007,27 @@ class _Photo:
     key: int
 
 
+def _fur_texture(rng: np.random.Generator) -> np.ndarray:
+    """Per-photo fine fur texture float32 (Hc, Wc), unit std, streaked along the body.
+
+    Drawn anew for every photo so that only the ring pattern carries the identity.
+    """
+    fur = ndimage.gaussian_filter(rng.standard_normal(CANON_HW).astype(np.float32), (0.7, 2.2))
+    return fur / (fur.std() + 1e-6)
+
+
+def _scatter(values: np.ndarray, idx: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """Put per-pixel ``values`` (N,) or (C, N) at flat ``idx`` of a zero image: (H, W) or (H, W, C)."""
+    h, w = image_hw
+    if values.ndim == 1:
+        out = np.zeros(h * w, np.float32)
+        out[idx] = values
+        return out.reshape(h, w)
+    out = np.zeros((values.shape[0], h * w), np.float32)
+    out[:, idx] = values
+    return out.reshape(-1, h, w).transpose(1, 2, 0)
+
+
 def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
                   pose_base: dict[str, float], light_base: _Light, occlusion: str,
                   image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -988,23 +1035,13 @@ def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
 
     Masks are 0/255: the visible (in-frame, unoccluded) body, and its visible ring pixels.
     """
-    h, w = image_hw
     pose = _photo_pose(rng, pose_base, image_hw)
     light = _photo_light(rng, light_base)
     coords = _inverse_map(rng, pose, image_hw)
-    fur = ndimage.gaussian_filter(rng.standard_normal(CANON_HW).astype(np.float32), (0.7, 2.2))
-    fur /= fur.std() + 1e-6
-    vals, idx = _sample_individual(ind, coords, pose, fur)
-
-    alpha = np.zeros(h * w, np.float32)
-    alpha[idx] = np.clip(vals[3], 0.0, 1.0)
-    alpha = alpha.reshape(h, w)
-    ring = np.zeros(h * w, np.float32)
-    ring[idx] = vals[4]
-    ring = ring.reshape(h, w)
-    seal = np.zeros((3, h * w), np.float32)
-    seal[:, idx] = _shade_seal(rng, vals, idx, pose, light, image_hw)
-    seal = seal.reshape(3, h, w).transpose(1, 2, 0)
+    vals, idx = _sample_individual(ind, coords, pose, _fur_texture(rng))
+    alpha = _scatter(np.clip(vals[3], 0.0, 1.0), idx, image_hw)
+    ring = _scatter(vals[4], idx, image_hw)
+    seal = _scatter(_shade_seal(rng, vals, idx, pose, light, image_hw), idx, image_hw)
 
     bg, water = _background(rng, scene, image_hw)
     bg = _cast_shadow(bg, water, alpha, light, pose.scale)
@@ -1029,6 +1066,7 @@ _KEY_INDIVIDUAL, _KEY_ENCOUNTER, _KEY_PHOTO, _KEY_PLAN = 1, 2, 3, 4
 
 
 def _identity(i: int) -> str:
+    """Name of individual ``i``; unknown individuals get names too, used only internally."""
     return f"seal_{i:03d}"
 
 
@@ -1077,6 +1115,7 @@ def _plan(config: SealDatasetConfig) -> list[_Encounter]:
 
 
 def _choose(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) -> str:
+    """Draw one name from ``(name, probability)`` pairs."""
     names = [o[0] for o in options]
     p = np.array([o[1] for o in options], np.float64)
     return names[int(rng.choice(len(names), p=p / p.sum()))]
@@ -1091,6 +1130,7 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` under a header of ``columns`` (paths in rows are relative to ``path``)."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns))
         writer.writeheader()
@@ -1111,8 +1151,8 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
         ind = cached[1]
         erng = _child_rng(config, _KEY_ENCOUNTER, enc.individual, enc.key)
         setting = _SETTINGS[int(erng.choice(len(_SETTINGS), p=_SETTING_P))]
-        scene = _encounter_scene(erng, setting, image_hw)
         pose_base = _encounter_pose(erng)
+        scene = _encounter_scene(erng, setting, image_hw, _body_top(pose_base, image_hw))
         light_base = _encounter_light(erng)
         for photo in enc.photos:
             prng = _child_rng(config, _KEY_PHOTO, enc.individual, photo.key)
@@ -1160,6 +1200,7 @@ def _is_complete(root: Path, config: SealDatasetConfig) -> bool:
 
 
 def _dataset(root: Path, config: SealDatasetConfig) -> SyntheticDataset:
+    """The record describing the data set in ``root``."""
     return SyntheticDataset(root=root, gallery_csv=root / "gallery.csv",
                             query_csv=root / "query.csv", config=config)
 

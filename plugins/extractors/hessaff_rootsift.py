@@ -23,7 +23,7 @@ DESCRIPTOR_DIM = 128
 class HessAffRootSiftConfig:
     """Options of ``hessaff-rootsift``.
 
-    resize         longer side (px) of the image the detector sees (0 = as loaded)
+    resize         longer side (px) of the image the detector sees, at most (0 = as loaded)
     max_keypoints  keypoints kept per image (strongest responses, inside the mask)
     affine         estimate the affine shape of each region (else circular regions)
     upright        skip orientation estimation (all regions upright)
@@ -40,13 +40,16 @@ class HessAffRootSiftConfig:
 
 
 def grey_tensor(image: LoadedImage, resize: int, device: str) -> tuple[torch.Tensor, float]:
-    """uint8 RGB (H, W, 3) → float grey tensor (1, 1, h, w) in [0, 1] and the scale h/H."""
+    """uint8 RGB (H, W, 3) → float grey tensor (1, 1, h, w) in [0, 1] and the scale h/H.
+
+    The longer side is reduced to ``resize`` when larger (0 = never); never enlarged.
+    """
     rgb = torch.from_numpy(np.ascontiguousarray(image.rgb)).to(device)
     grey = (rgb.float() @ torch.tensor([0.299, 0.587, 0.114], device=device)) / 255.0
     tensor = grey[None, None]
     h, w = tensor.shape[-2:]
     scale = 1.0
-    if resize and max(h, w) != resize:
+    if resize and max(h, w) > resize:  # only ever downscale
         scale = resize / max(h, w)
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         tensor = torch.nn.functional.interpolate(tensor, size=size, mode="area" if scale < 1 else "bilinear")
@@ -122,7 +125,7 @@ def register_extractors(register):
     register(PluginSpec(
         name="hessaff-rootsift",
         kind="extractor",
-        version="1",
+        version="2",
         config_cls=HessAffRootSiftConfig,
         build=lambda config, device: HessAffRootSift(config, device),
         description="Hessian-affine regions + RootSIFT (kornia; no weights needed)",

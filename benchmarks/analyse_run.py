@@ -1,0 +1,33 @@
+"""Per-stage accuracy of one run: shortlist recall, the global embedding alone, each pipeline alone.
+
+Used by the benchmarks; ``analyse(result)`` takes a :class:`reid_engine.pipeline.RunResult`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reid_engine.fusion import aggregate
+from reid_engine.metrics import top_k_accuracy
+from reid_engine.records import NEW_INDIVIDUAL
+
+
+def _ranked(scores: np.ndarray, index: np.ndarray, identities: list[str]) -> list[list[str]]:
+    return [[s.identity for s in aggregate(np.nan_to_num(scores[q], nan=-1.0), index[q], identities, "max", scores[q])]
+            for q in range(index.shape[0])]
+
+
+def analyse(result) -> dict[str, dict[str, float]]:
+    truth = [p.truth for p in result.predictions]
+    known = [t is not None and t != NEW_INDIVIDUAL for t in truth]
+    ids = result.gallery_identities
+    index = result.shortlist_index
+    out = {}
+    in_list = [truth[q] in {ids[r] for r in index[q]} for q in range(len(truth)) if known[q]]
+    out["shortlist"] = {"recall": float(np.mean(in_list)) if in_list else float("nan"), "B": int(index.shape[1])}
+    ranked = _ranked(result.shortlist_sim, index, ids)
+    out["global-embedding"] = {f"top{k}": top_k_accuracy(truth, ranked, k) for k in (1, 5)}
+    for name, raw in result.raw_scores.items():
+        ranked = _ranked(raw, index, ids)
+        out[name] = {f"top{k}": top_k_accuracy(truth, ranked, k) for k in (1, 5)}
+    return out

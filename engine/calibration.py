@@ -1,0 +1,181 @@
+"""Learned calibration and fusion: isotonic raw score → P(same individual), Powell-optimised
+pipeline weights and the novelty threshold τ that maximise geo-mean(BAKS, BAUS).
+
+Shapes: per pipeline, raw scores of the shortlisted pairs are float (N_q, B) with NaN where
+a pair was not scored; ``rows`` int (N_q, B) are the gallery rows of those pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .fusion import aggregate
+from .metrics import baks, baus, geometric_mean
+from .records import NEW_INDIVIDUAL
+
+MAX_KNOTS = 512
+
+
+@dataclass
+class IsotonicCalibrator:
+    """Monotone map raw score → probability, strictly increasing between its knots.
+
+    knots_x float (K,) increasing raw scores; knots_y float (K,) strictly increasing
+    probabilities. Scores below/above the knots are clamped to the end values; a missing
+    score (NaN: the pair was not scored) gets ``p_missing``, the share of true pairs among the
+    unscored pairs of the fitting data (0 when there were none).
+    """
+
+    knots_x: np.ndarray
+    knots_y: np.ndarray
+    p_missing: float = 0.0
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, hits: np.ndarray, eps: float = 1e-3) -> "IsotonicCalibrator":
+        """Fit on raw scores (N,) and 0/1 labels (N,) (1 = same individual)."""
+        from sklearn.isotonic import IsotonicRegression
+
+        scores = np.asarray(scores, np.float64).ravel()
+        hits = np.asarray(hits, np.float64).ravel()
+        missing = ~np.isfinite(scores)
+        p_missing = float(hits[missing].mean()) if missing.any() else 0.0
+        scores, hits = scores[~missing], hits[~missing]
+        if scores.size == 0 or np.unique(hits).size < 2:
+            raise ValueError("calibration needs scored pairs of both kinds (same and different individuals)")
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, hits)
+        knots = np.unique(scores)
+        if knots.size > MAX_KNOTS:
+            knots = np.unique(np.quantile(scores, np.linspace(0, 1, MAX_KNOTS)))
+        y = iso.predict(knots)
+        if knots.size == 1:
+            return cls(knots, np.clip(y, 0, 1), p_missing)
+        ramp = np.linspace(0.0, 1.0, knots.size)  # strictly increasing: breaks isotonic plateaus
+        y = (1.0 - eps) * y + eps * ramp
+        return cls(knots, y, p_missing)
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        """Probabilities with the shape of ``raw``."""
+        raw = np.asarray(raw, np.float64)
+        out = np.interp(np.nan_to_num(raw, nan=self.knots_x[0]), self.knots_x, self.knots_y)
+        return np.where(np.isfinite(raw), out, self.p_missing)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}.x": self.knots_x, f"{prefix}.y": self.knots_y, f"{prefix}.p_missing": np.array(self.p_missing)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> "IsotonicCalibrator":
+        return cls(arrays[f"{prefix}.x"], arrays[f"{prefix}.y"], float(arrays[f"{prefix}.p_missing"]))
+
+
+def expected_calibration_error(probabilities: np.ndarray, hits: np.ndarray, bins: int = 10) -> tuple[float, list[dict]]:
+    """ECE over equal-width bins, and the per-bin table (mean confidence, accuracy, count)."""
+    p = np.asarray(probabilities, np.float64).ravel()
+    h = np.asarray(hits, np.float64).ravel()
+    ok = np.isfinite(p)
+    p, h = p[ok], h[ok]
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        sel = which == b
+        if not sel.any():
+            table.append({"lo": edges[b], "hi": edges[b + 1], "confidence": float("nan"), "accuracy": float("nan"), "count": 0})
+            continue
+        conf, acc = float(p[sel].mean()), float(h[sel].mean())
+        ece += sel.mean() * abs(conf - acc)
+        table.append({"lo": edges[b], "hi": edges[b + 1], "confidence": conf, "accuracy": acc, "count": int(sel.sum())})
+    return float(ece), table
+
+
+def normalise_weights(theta: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 (so a fused score stays a probability)."""
+    w = np.abs(np.asarray(theta, np.float64))
+    total = w.sum()
+    return w / total if total > 0 else np.full_like(w, 1.0 / len(w))
+
+
+def fuse_weighted(probabilities: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Σ_i w_i p_i with weights summing to 1; (P, N_q, B) → (N_q, B)."""
+    return np.tensordot(normalise_weights(weights), np.stack(probabilities), axes=1)
+
+
+@dataclass(frozen=True)
+class OpenSetData:
+    """What fitting τ and weights needs: per query its shortlisted rows and truth.
+
+    rows int (N_q, B); identities[row] the label of a gallery row; truth (N_q,) identity or
+    ``new_individual``; groups (N_q,) the true individual of every query (for BAUS balance).
+    """
+
+    rows: np.ndarray
+    identities: Sequence[str]
+    truth: Sequence[str]
+    groups: Sequence[str]
+
+
+def top_identities(fused: np.ndarray, data: OpenSetData, how: str) -> tuple[list[str], np.ndarray]:
+    """Best identity and its aggregated probability per query."""
+    names, scores = [], np.zeros(fused.shape[0])
+    for q in range(fused.shape[0]):
+        ranked = aggregate(fused[q], data.rows[q], data.identities, how)
+        names.append(ranked[0].identity if ranked else NEW_INDIVIDUAL)
+        scores[q] = ranked[0].score if ranked else 0.0
+    return names, scores
+
+
+def open_set_scores(names: Sequence[str], top: np.ndarray, tau: float, data: OpenSetData) -> dict[str, float]:
+    predicted = [n if s >= tau else NEW_INDIVIDUAL for n, s in zip(names, top)]
+    k = baks(data.truth, predicted)
+    u = baus(data.truth, predicted, unknown_groups=data.groups)
+    return {"BAKS": k, "BAUS": u, "geo_mean": geometric_mean(k, u)}
+
+
+def best_threshold(names: Sequence[str], top: np.ndarray, data: OpenSetData) -> tuple[float, dict[str, float]]:
+    """τ maximising geo-mean(BAKS, BAUS) over the midpoints between observed top scores.
+
+    Ties in geo-mean are resolved towards the middle of the best plateau (a margin both ways).
+    """
+    values = np.unique(np.concatenate([[0.0, 1.0], top]))
+    candidates = np.concatenate([[0.0], (values[:-1] + values[1:]) / 2, [1.0 + 1e-9]])
+    scored = [(open_set_scores(names, top, float(t), data)["geo_mean"], float(t)) for t in candidates]
+    best = max(g for g, _ in scored)
+    plateau = [t for g, t in scored if g >= best - 1e-12]
+    tau = float(np.median(plateau))
+    return tau, open_set_scores(names, top, tau, data)
+
+
+def fit_weights(probabilities: Sequence[np.ndarray], data: OpenSetData, how: str, seed: int = 0,
+                restarts: int = 4) -> tuple[np.ndarray, float, dict[str, float]]:
+    """Powell search of pipeline weights maximising geo-mean at the best τ for those weights.
+
+    Returns (normalised weights (P,), τ, scores). With one pipeline the weight is 1.
+    """
+    from scipy.optimize import minimize
+
+    n = len(probabilities)
+    stack = np.stack(probabilities)
+
+    def evaluate(theta: np.ndarray) -> tuple[float, float, dict[str, float]]:
+        fused = np.tensordot(normalise_weights(theta), stack, axes=1)
+        names, top = top_identities(fused, data, how)
+        tau, scores = best_threshold(names, top, data)
+        return scores["geo_mean"], tau, scores
+
+    if n == 1:
+        g, tau, scores = evaluate(np.ones(1))
+        return np.ones(1), tau, scores
+    rng = np.random.default_rng(seed)
+    starts = [np.full(n, 1.0 / n)] + [rng.dirichlet(np.ones(n)) for _ in range(restarts - 1)]
+    best = (-1.0, None)
+    for start in starts:
+        res = minimize(lambda th: -np.nan_to_num(evaluate(th)[0]), start, method="Powell",
+                       options={"xtol": 1e-3, "ftol": 1e-4, "maxfev": 400})
+        value = -float(res.fun)
+        if value > best[0] + 1e-9:
+            best = (value, normalise_weights(res.x))
+    weights = best[1]
+    _, tau, scores = evaluate(weights)
+    return weights, tau, scores
