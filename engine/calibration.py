@@ -179,3 +179,36 @@ def fit_weights(probabilities: Sequence[np.ndarray], data: OpenSetData, how: str
     weights = best[1]
     _, tau, scores = evaluate(weights)
     return weights, tau, scores
+
+
+@dataclass
+class FittedCalibration:
+    """What ``reid-engine calibrate`` stores and later runs use: per-pipeline calibrators,
+    fusion weights (P,) summing to 1, the threshold τ and the identity aggregation."""
+
+    pipelines: list[str]
+    calibrators: dict[str, IsotonicCalibrator]
+    weights: np.ndarray
+    threshold: float
+    aggregate: str
+
+    def probabilities(self, raw: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [self.calibrators[name].predict(raw[name]) for name in self.pipelines]
+
+    def fuse(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        return fuse_weighted(self.probabilities(raw), self.weights)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {
+            "pipelines": np.array(self.pipelines), "weights": np.asarray(self.weights, np.float64),
+            "threshold": np.array(self.threshold), "aggregate": np.array(self.aggregate),
+        }
+        for i, name in enumerate(self.pipelines):
+            out.update(self.calibrators[name].to_arrays(f"cal{i}"))
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FittedCalibration":
+        names = [str(n) for n in arrays["pipelines"]]
+        return cls(names, {n: IsotonicCalibrator.from_arrays(arrays, f"cal{i}") for i, n in enumerate(names)},
+                   np.asarray(arrays["weights"], np.float64), float(arrays["threshold"]), str(arrays["aggregate"]))

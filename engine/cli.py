@@ -189,6 +189,46 @@ def enroll(
 
 
 @app.command()
+def calibrate(
+    species: Optional[str] = typer.Option(None, "--species", help="species profile to calibrate"),
+    gallery: Optional[Path] = typer.Option(None, "--gallery", help="labelled photos (CSV or identity folders), enrolled into --db first"),
+    db: Path = typer.Option(DEFAULT_OUT / "gallery.db", "--db", help="gallery database; the calibration is stored in it"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile"),
+    unknown_share: float = typer.Option(0.2, "--unknown-share", min=0.01, max=0.9, help="share of identities held out as unknown"),
+    seed: int = typer.Option(0, "--seed", help="seed of the open-set split"),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="folder for threshold-sweep.png and reliability.png [default: next to --db]"),
+    device: str = typer.Option("auto", "--device"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Fit isotonic calibration, Powell fusion weights and the known/new threshold on labelled photos."""
+    try:
+        from .calibrate import calibrate as run_calibration
+        from .pipeline import resolve_device
+
+        profile = _profile(species, profile_file)
+        result = run_calibration(profile, db, gallery, unknown_share=unknown_share, seed=seed,
+                                 device=resolve_device(device), plots_dir=plots or db.parent / "calibration",
+                                 table=_table(), progress=not quiet and sys.stderr.isatty())
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    s = result.split
+    out_console.print(f"open-set split (seed {s['seed']}): {s['gallery_images']} gallery images; {s['known_queries']} known "
+                      f"queries; {s['unknown_queries']} queries of {s['unknown_identities']} held-out identities")
+    t = Table(title=f"calibration of profile {profile.name}")
+    for col in ("method", "BAKS", "BAUS", "geo-mean", "top-1", "τ", "weights"):
+        t.add_column(col)
+    for m in result.methods:
+        t.add_row(m["method"], _fmt(m["BAKS"]), _fmt(m["BAUS"]), _fmt(m["geo_mean"]), _fmt(m["top1"]), _fmt(m["tau"]),
+                  ", ".join(f"{w:.2f}" for w in m["weights"]))
+    out_console.print(t)
+    for name in result.ece_before:
+        out_console.print(f"ECE {name}: profile logistic {result.ece_before[name]:.3f} → isotonic {result.ece_after[name]:.3f}")
+    out_console.print(f"chosen τ = {result.fitted.threshold:.3f}; stored in {db} (later `run --db {db}` uses it)")
+    for path in result.plots.values():
+        out_console.print(f"plot: {path}")
+
+
+@app.command()
 def plugins() -> None:
     """List every plugin: name, kind, version, and where it came from."""
     try:

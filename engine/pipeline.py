@@ -61,6 +61,8 @@ class RunResult:
     shortlist_sim: np.ndarray | None = None
     raw_scores: dict[str, np.ndarray] = field(default_factory=dict)
     gallery_identities: list[str] = field(default_factory=list)
+    threshold: float = float("nan")
+    calibration: str = "profile"
 
 
 def resolve_device(device: str) -> str:
@@ -208,7 +210,14 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                   "features_computed": cache.computed, "features_reused": cache.reused,
                   "pairs_scored": int(scored.index.size) * len(components.pipelines), "errors": len(errors)}
 
-    predictions = _decide(components, profile, queries, gallery, scored, raw, options.top_k)
+        from .calibrate import load_calibration
+
+        fitted = load_calibration(db, profile, components)
+        if fitted is not None:
+            notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "
+                           f"(τ = {fitted.threshold:.3f}, weights {', '.join(f'{w:.2f}' for w in fitted.weights)})")
+
+    predictions = _decide(components, profile, queries, gallery, scored, raw, options.top_k, fitted)
     timings["total_s"] = time.perf_counter() - t_start
 
     from .metrics import evaluate
@@ -216,7 +225,9 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     groups = {r.image_id: r.extra.get(UNKNOWN_GROUP) for r in queries}
     metrics = evaluate(predictions, unknown_groups=groups)
     result = RunResult(predictions, errors, metrics, timings, counts, notices, shortlist_index=scored.index,
-                       shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=[g.identity for g in gallery])
+                       shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=[g.identity for g in gallery],
+                       threshold=fitted.threshold if fitted else profile.decision.threshold,
+                       calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)")
     if options.out is not None:
         _write_outputs(result, options)
     return result
@@ -274,9 +285,16 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
 
 
 def _decide(components: Components, profile: Profile, queries: list[ImageRecord], gallery: list[GalleryImage],
-            scored, raw: dict[str, np.ndarray], top_k: int) -> list[Prediction]:
+            scored, raw: dict[str, np.ndarray], top_k: int, fitted=None) -> list[Prediction]:
+    """Fused probabilities → ranked identities → known/new, with the fitted calibration when
+    ``reid-engine calibrate`` stored one, else the profile's logistic calibration and threshold."""
     pipelines = components.pipelines
-    if pipelines:
+    threshold, how = profile.decision.threshold, profile.decision.aggregate
+    if fitted is not None:
+        fused = fitted.fuse(raw)
+        tiebreak = fuse_raw([raw[p.name] for p in pipelines], list(fitted.weights), [p.width for p in pipelines])
+        threshold, how = fitted.threshold, fitted.aggregate
+    elif pipelines:
         probabilities = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in pipelines]
         fused = fuse(probabilities, [p.weight for p in pipelines])
         tiebreak = fuse_raw([raw[p.name] for p in pipelines], [p.weight for p in pipelines], [p.width for p in pipelines])
@@ -286,8 +304,7 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     identities = [g.identity for g in gallery]
     predictions = []
     for qi, record in enumerate(queries):
-        ranked = aggregate(fused[qi], scored.index[qi], identities, profile.decision.aggregate,
-                           tiebreak[qi])[:top_k]
+        ranked = aggregate(fused[qi], scored.index[qi], identities, how, tiebreak[qi])[:top_k]
         candidates = tuple(
             Candidate(
                 rank=rank, identity=s.identity, score=s.score,
@@ -297,7 +314,7 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
             )
             for rank, s in enumerate(ranked, start=1)
         )
-        prediction, score, decision = decide(candidates, profile.decision.threshold)
+        prediction, score, decision = decide(candidates, threshold)
         predictions.append(Prediction(record.image_id, str(record.path), prediction, score, decision, candidates,
                                       truth=record.truth))
     return predictions
@@ -314,13 +331,13 @@ def _write_outputs(result: RunResult, options: RunOptions) -> None:
     write_errors(paths["errors.csv"], result.errors)
     summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
                "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
-               "threshold": options.profile.decision.threshold, "notices": result.notices}
+               "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
     write_json(paths["summary.json"], summary)
     if options.write_report:
         from .report import write_report
 
         flat = {"profile": options.profile.name, "database": str(options.db),
-                "threshold": options.profile.decision.threshold, **result.counts,
+                "threshold": round(result.threshold, 4), "calibration": result.calibration, **result.counts,
                 **{k: v for k, v in result.metrics.items()}, **{k: round(v, 2) for k, v in result.timings.items()}}
         paths["report.html"] = write_report(out / "report.html", result.predictions, title=options.title,
                                             summary=flat, errors=result.errors)
