@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ReidError, UsageError
@@ -127,7 +128,7 @@ def _print_result(result, profile, options) -> None:
     for p in shown:
         mark = ""
         if p.truth is not None:
-            mark = ("[green]✓[/] " if p.prediction == p.truth else "[red]✗[/] ") + p.truth
+            mark = ("[green]✓[/] " if p.prediction == p.truth else "[red]✗[/] ") + escape(p.truth)
         table.add_row(p.image_id, p.prediction, f"{p.score:.3f}", p.decision, mark)
     if len(result.predictions) > len(shown):
         table.add_row(f"… {len(result.predictions) - len(shown)} more", "", "", "", "")
@@ -141,8 +142,8 @@ def _print_result(result, profile, options) -> None:
     out_console.print(f"gallery {c['gallery_images']} images of {c['gallery_individuals']} individuals; features "
                       f"computed {c['features_computed']}, reused {c['features_reused']}; {len(result.errors)} unusable images; "
                       f"{t['total_s']:.1f} s")
-    out_console.print(f"outputs in {options.out}/: " + ", ".join(p.name for p in result.outputs.values()))
-    out_console.print(f"gallery database: {options.db}")
+    out_console.print(escape(f"outputs in {options.out}/: " + ", ".join(p.name for p in result.outputs.values())))
+    out_console.print(escape(f"gallery database: {options.db}"))
 
 
 @app.command()
@@ -178,8 +179,8 @@ def enroll(
                                 cache, lambda r: load_and_prepare(r, comps.preprocessors, profile.image.max_side,
                                                                   profile.image.min_side), errors)
             counts = database.counts()
-        out_console.print(f"enrolled {added} new image(s) ({unchanged} already there) into {db}: "
-                          f"{counts['images']} images of {counts['individuals']} individuals")
+        out_console.print(escape(f"enrolled {added} new image(s) ({unchanged} already there) into {db}: "
+                                 f"{counts['images']} images of {counts['individuals']} individuals"))
         if errors:
             path = db.with_name(db.stem + "-enroll-errors.csv")
             write_errors(path, errors)
@@ -218,14 +219,15 @@ def calibrate(
     for col in ("method", "BAKS", "BAUS", "geo-mean", "top-1", "τ", "weights"):
         t.add_column(col)
     for m in result.methods:
-        t.add_row(m["method"], _fmt(m["BAKS"]), _fmt(m["BAUS"]), _fmt(m["geo_mean"]), _fmt(m["top1"]), _fmt(m["tau"]),
+        t.add_row(escape(m["method"]), _fmt(m["BAKS"]), _fmt(m["BAUS"]), _fmt(m["geo_mean"]), _fmt(m["top1"]), _fmt(m["tau"]),
                   ", ".join(f"{w:.2f}" for w in m["weights"]))
     out_console.print(t)
     for name in result.ece_before:
-        out_console.print(f"ECE {name}: profile logistic {result.ece_before[name]:.3f} → isotonic {result.ece_after[name]:.3f}")
-    out_console.print(f"chosen τ = {result.fitted.threshold:.3f}; stored in {db} (later `run --db {db}` uses it)")
+        out_console.print(escape(f"ECE {name} on the calibration pairs: profile logistic {result.ece_before[name]:.3f} "
+                                 f"→ isotonic {result.ece_after[name]:.3f} (fitted on these pairs)"))
+    out_console.print(escape(f"chosen τ = {result.fitted.threshold:.3f}; stored in {db} (later `run --db {db}` uses it)"))
     for path in result.plots.values():
-        out_console.print(f"plot: {path}")
+        out_console.print(escape(f"plot: {path}"))
 
 
 @app.command()
@@ -247,7 +249,7 @@ def plugins() -> None:
     t.add_column("from", no_wrap=True)
     t.add_column("entry point", no_wrap=True)
     for spec in table.all():
-        t.add_row(spec.name, spec.kind, spec.version, spec.source, spec.entry_point.split(" = ")[0])
+        t.add_row(*(escape(x) for x in (spec.name, spec.kind, spec.version, spec.source, spec.entry_point.split(" = ")[0])))
     out_console.print(t)
     for broken in table.broken:
         _say(out_console, "failed to load", "red", f"{broken.entry_point} ({broken.target}, {broken.source}): {broken.error}")
@@ -263,7 +265,7 @@ def profiles() -> None:
         t.add_column(col, overflow="fold")
     for name, path in sorted(builtin_profiles().items()):
         p = load_profile_file(path)
-        t.add_row(name, p.description, ", ".join(x.name for x in p.pipelines), str(path))
+        t.add_row(escape(name), escape(p.description), escape(", ".join(x.name for x in p.pipelines)), escape(str(path)))
     out_console.print(t)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
 from reid_engine.registry import ConfigError, PluginSpec, PluginTable, UnknownPlugin, config_hash
-from reid_engine.registry.profiles import PluginRef, Profile
+from reid_engine.registry.profiles import ImageSettings, PluginRef, Profile
 
 
 @dataclass
@@ -51,6 +53,10 @@ class Components:
         return list(seen.values())
 
 
+def config_hash_of(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def build_plugin(table: PluginTable, kind: str, ref: PluginRef, device: str, where: str) -> Built:
     try:
         spec = table.get(kind, ref.plugin, where)
@@ -78,6 +84,13 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
             scorer=build_plugin(table, "scorer", p.scorer, device, f"{where}.scorer"),
             weight=p.weight, midpoint=p.calibration.midpoint, width=p.calibration.width,
         ))
+    # what an extractor sees depends on decoding and preprocessing: fold both into its cache id
+    # (the default view - no preprocessor, default [image] settings - leaves the id as it is)
+    view = None
+    if pre or profile.image != ImageSettings():
+        view = config_hash_of([b.cache_id for b in pre], profile.image.max_side, profile.image.min_side)
+        for p in pipelines:
+            p.extractor.config_hash = config_hash_of(p.extractor.config_hash, view)
     embedder = build_plugin(table, "embedder", profile.shortlist.embedder, device, f"{src} [shortlist].embedder")
     embedder_extractor = None
     if getattr(embedder.obj, "input", "image") == "local":
@@ -86,6 +99,11 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
             embedder_extractor = pipelines[0].extractor
         else:
             matching = [p.extractor for p in pipelines if p.extractor.spec.name == name]
-            embedder_extractor = matching[0] if matching else build_plugin(
-                table, "extractor", PluginRef(name or "hessaff-rootsift"), device, f"{src} [shortlist].embedder.extractor")
+            if matching:
+                embedder_extractor = matching[0]
+            else:
+                embedder_extractor = build_plugin(table, "extractor", PluginRef(name or "hessaff-rootsift"), device,
+                                                  f"{src} [shortlist].embedder.extractor")
+                if view is not None:
+                    embedder_extractor.config_hash = config_hash_of(embedder_extractor.config_hash, view)
     return Components(pre, embedder, embedder_extractor, pipelines)

@@ -27,6 +27,8 @@ import numpy as np
 from .errors import DatabaseError, UsageError
 
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 # version -> statements that bring a database from version-1 to version (forward only)
 MIGRATIONS: dict[int, list[str]] = {
@@ -168,6 +170,9 @@ class GalleryDatabase:
         with self.transaction():
             for image_id, chash, path, identity, metadata in entries:
                 if image_id in existing and existing[image_id][1] == chash:
+                    # same photo: keep its enrolment, but follow a moved file or corrected metadata
+                    self.conn.execute("UPDATE images SET path = ?, metadata = ? WHERE image_id = ?",
+                                      (path, json.dumps(metadata, sort_keys=True), image_id))
                     unchanged += 1
                     continue
                 self.conn.execute("INSERT OR IGNORE INTO individuals VALUES (?, ?)", (identity, now))
@@ -210,6 +215,7 @@ class GalleryDatabase:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            os.chmod(tmp, 0o666 & ~_UMASK)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -7,13 +7,15 @@ features.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .components import Built
 from .database import GalleryDatabase, feature_key
-from .images import ImageDecodeError, read_image
+from .images import ImageDecodeError, content_hash, read_image
 from .records import ImageError, ImageRecord, LoadedImage, LocalFeatures
 
 
@@ -57,9 +59,13 @@ class LazyFeatures(Sequence[LocalFeatures]):
 
 
 def load_and_prepare(record: ImageRecord, preprocessors: Sequence[Built], max_side: int, min_side: int) -> LoadedImage:
+    """Decode a photo and run the profile's preprocessors; their failures are ImageDecodeErrors."""
     image = read_image(record, max_side=max_side, min_side=min_side)
     for pre in preprocessors:
-        image = pre.obj(image)
+        try:
+            image = pre.obj(image)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageDecodeError(f"{record.path}: preprocessor {pre.spec.name!r} failed ({type(exc).__name__}: {exc})") from None
     return image
 
 
@@ -73,45 +79,68 @@ def ensure_features(
 ) -> dict[str, str]:
     """Make sure every image has cached features for every extractor.
 
-    ``records`` pairs each record with its known content hash (None: read the file to learn
-    it). Returns image_id → content hash for the images that could be used; the others are
-    appended to ``errors``. Decodes each image at most once, and only when something is missing.
+    ``records`` pairs each record with its known content hash (None: read the file's bytes to
+    learn it). Returns image_id → image key (see :func:`image_key`) for the images that could
+    be used; the others are appended to ``errors``. An image is decoded at most once, and only
+    when one of its features is missing from the cache.
     """
-    hashes: dict[str, str] = {}
+    keys: dict[str, str] = {}
     for record, known_hash in records:
         try:
-            if known_hash is not None and all(cache.has(known_hash, ex) for ex in extractors):
-                hashes[record.image_id] = known_hash
-                cache.reused += len(extractors)
-                continue
-            image = load(record)
+            chash = known_hash if known_hash is not None else content_hash(_read_bytes(record))
+            key = image_key(record, chash)
+            missing = [ex for ex in extractors if not cache.has(key, ex)]
+            cache.reused += len(extractors) - len(missing)
+            if missing:
+                image = load(record)
+                key = image_key(record, image.content_hash)  # the file may have changed since enrolment
+                for ex in missing:
+                    if cache.has(key, ex):
+                        continue
+                    features = _clean(ex.obj.extract(image))
+                    cache.put(key, ex, features)
+                    cache.computed += 1
+            keys[record.image_id] = key
         except ImageDecodeError as exc:
             errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
-            advance()
-            continue
-        for ex in extractors:
-            if cache.has(image.content_hash, ex):
-                cache.reused += 1
-                continue
-            try:
-                features = ex.obj.extract(image)
-            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
-                errors.append(ImageError(record.image_id, str(record.path), f"extract:{ex.spec.name}",
-                                         f"{type(exc).__name__}: {exc}"))
-                break
-            cache.put(image.content_hash, ex, _clean(features))
-            cache.computed += 1
-        else:
-            hashes[record.image_id] = image.content_hash
+        except Exception as exc:  # noqa: BLE001 - one bad image (or plugin bug on it) must not stop the run
+            errors.append(ImageError(record.image_id, str(record.path), "features", f"{type(exc).__name__}: {exc}"))
         advance()
     cache.db.flush()
-    return hashes
+    return keys
+
+
+def _read_bytes(record: ImageRecord) -> bytes:
+    try:
+        return Path(record.path).read_bytes()
+    except FileNotFoundError:
+        raise ImageDecodeError(f"{record.path}: file not found; check the path in the manifest") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"{record.path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def image_key(record: ImageRecord, chash: str) -> str:
+    """The cache identity of an image *as the extractors see it*: its content hash, plus the
+    manifest's bbox / segmentation / mask file when given (they change the features)."""
+    if record.bbox is None and not record.segmentation and record.mask_path is None:
+        return chash
+    mask_bytes = b""
+    if record.mask_path is not None:
+        try:
+            mask_bytes = Path(record.mask_path).read_bytes()
+        except OSError:
+            mask_bytes = b"unreadable"
+    view = f"{chash}|{record.bbox}|{record.segmentation}|".encode() + hashlib.sha256(mask_bytes).digest()
+    return hashlib.sha256(view).hexdigest()
 
 
 def _clean(f: LocalFeatures) -> LocalFeatures:
-    """float32 arrays with the documented shapes, non-finite rows dropped."""
+    """float32 arrays with the documented shapes, non-finite rows dropped (empty stays empty)."""
     kpts = np.asarray(f.kpts, np.float32).reshape(-1, 2)
-    desc = np.asarray(f.desc, np.float32).reshape(len(kpts), -1)
+    desc = np.asarray(f.desc, np.float32)
+    desc = desc.reshape(len(kpts), desc.shape[-1] if desc.ndim == 2 else -1) if len(kpts) else desc.reshape(0, desc.shape[-1] if desc.ndim == 2 else 0)
     ok = np.isfinite(kpts).all(1) & np.isfinite(desc).all(1)
     lafs = None if f.lafs is None else np.asarray(f.lafs, np.float32).reshape(-1, 2, 3)[ok]
-    return LocalFeatures(kpts[ok], desc[ok], np.asarray(f.scores, np.float32).reshape(-1)[ok], lafs, tuple(f.image_hw))
+    scores = np.asarray(f.scores, np.float32).reshape(-1)
+    return LocalFeatures(kpts[ok], desc[ok], scores[ok] if len(scores) == len(kpts) else np.ones(int(ok.sum()), np.float32),
+                         lafs, tuple(f.image_hw))

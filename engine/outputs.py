@@ -12,6 +12,9 @@ from typing import Sequence
 
 from .records import ImageError, Prediction
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
@@ -20,6 +23,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -53,5 +57,16 @@ def write_errors(path: Path, errors: Sequence[ImageError]) -> None:
     write_atomic(path, _csv(("image_id", "path", "stage", "reason"), rows))
 
 
+def _no_nan(value: object) -> object:
+    """NaN/inf → None, so the file is valid JSON."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: object) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(path, json.dumps(_no_nan(data), indent=2, sort_keys=True, default=str) + "\n")

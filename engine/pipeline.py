@@ -6,6 +6,7 @@ shortlisted pairs only → calibration + fusion → per-identity aggregation →
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from contextlib import nullcontext
@@ -20,12 +21,12 @@ from reid_engine.registry.profiles import Profile
 
 from .components import Components, build_components
 from .database import GalleryDatabase, GalleryImage
-from .errors import UsageError
+from .errors import ReidError, UsageError
 from .features import FeatureCache, ensure_features, load_and_prepare
 from .fusion import aggregate, decide, fuse, fuse_raw, logistic_calibration
 from .images import ImageDecodeError, content_hash
 from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
-from .records import Candidate, ImageError, ImageRecord, Manifest, Prediction
+from .records import NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, Manifest, Prediction
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
 METADATA_FIELDS = ("bbox", "mask_path", "segmentation", "date", "orientation", "species", "sequence", "keypoints")
@@ -92,7 +93,7 @@ def enroll_manifest(db: GalleryDatabase, manifest: Manifest, errors: list[ImageE
             errors.append(ImageError(record.image_id, str(record.path), "enroll", f"{record.path}: file is empty"))
             continue
         meta = {k: getattr(record, k) for k in METADATA_FIELDS if getattr(record, k) is not None}
-        meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in meta.items()}
+        meta = {k: (str(Path(v).resolve()) if isinstance(v, Path) else v) for k, v in meta.items()}
         entries.append((record.image_id, content_hash(data), str(Path(record.path).resolve()), record.identity, meta))
     return db.enroll(entries, manifest.source)
 
@@ -106,6 +107,13 @@ def gallery_record(image: GalleryImage) -> ImageRecord:
         bbox=tuple(bbox) if bbox else None, mask_path=Path(mask_path) if mask_path else None,
         **{k: meta.get(k) for k in ("segmentation", "date", "orientation", "species", "sequence", "keypoints")},
     )
+
+
+def _truth_against_gallery(record: ImageRecord, identities: set[str]) -> ImageRecord:
+    """A query whose true identity is not in the gallery is, for scoring, a new individual."""
+    if record.truth is None or record.truth == NEW_INDIVIDUAL or record.truth in identities:
+        return record
+    return dataclasses.replace(record, truth=NEW_INDIVIDUAL, extra={**record.extra, UNKNOWN_GROUP: record.truth})
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -173,6 +181,11 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         if gallery_manifest is not None:
             added, unchanged = enroll_manifest(db, gallery_manifest, errors)
         gallery = db.gallery()
+        if options.split is not None:
+            # a split defines the gallery exactly: images enrolled by other runs stay out
+            # (they could be this split's queries)
+            wanted = {r.image_id for r in gallery_manifest.records}
+            gallery = [g for g in gallery if g.image_id in wanted]
         if not gallery:
             raise UsageError(f"{options.db}: the gallery is empty; pass --gallery or run `reid-engine enroll` first")
         timings["enroll_s"] = time.perf_counter() - t
@@ -188,10 +201,17 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                                    errors, advance)
         gallery = [g for g in gallery if g.image_id in g_hashes]
         if not gallery:
-            raise UsageError("no gallery image could be used; see errors.csv for why")
+            if options.out is not None:
+                from .outputs import write_errors
+
+                write_errors(Path(options.out) / "errors.csv", errors)
+            first = f" (first: {errors[0].reason})" if errors else ""
+            raise ReidError(f"no gallery image could be used{first}; every reason is in "
+                            f"{Path(options.out or '.') / 'errors.csv'}")
         advance = bars.task("query features", len(query_manifest))
         q_hashes = ensure_features([(r, None) for r in query_manifest.records], extractors, cache, load, errors, advance)
-        queries = [r for r in query_manifest.records if r.image_id in q_hashes]
+        queries = [_truth_against_gallery(r, {g.identity for g in gallery})
+                   for r in query_manifest.records if r.image_id in q_hashes]
         timings["features_s"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -93,10 +93,12 @@ class PluginTable:
 
     def add_module(self, module: ModuleType, *, source: str, name: str) -> None:
         """Register one plugin module and collect the specs its hooks register."""
+        if self._pm.is_registered(module):  # one module behind two entry points: its specs are in already
+            return
         try:
-            self._pm.register(module, name=name)
+            self._pm.register(module, name=f"{source}:{name}")  # entry-point names repeat across distributions
             self._pm.check_pending()
-        except pluggy.PluginValidationError as exc:
+        except (pluggy.PluginValidationError, ValueError) as exc:
             if self._pm.is_registered(module):
                 self._pm.unregister(module)
             self.broken.append(BrokenPlugin(name, module.__name__, source, f"invalid hook: {exc}"))

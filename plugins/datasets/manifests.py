@@ -164,9 +164,16 @@ class FolderManifestAdapter:
         records = []
         notices = []
         loose = []
+        seen: dict[str, str] = {}
         for p in images:
             rel = p.relative_to(path)
             image_id = rel.with_suffix("").as_posix()
+            if image_id in seen:
+                raise ManifestError(
+                    f"{path}: {seen[image_id]} and {rel.as_posix()} would both be image {image_id!r}; "
+                    "rename one of them (image ids are paths without the suffix)"
+                )
+            seen[image_id] = rel.as_posix()
             if role == "gallery":
                 if len(rel.parts) < 2:
                     loose.append(rel.as_posix())
