@@ -149,7 +149,8 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         split = make_open_split(identities, unknown_share, seed)
         all_hashes = [hashes[g.image_id] for g in gallery]
         extractor = components.embedder_extractor
-        prepare_embedder(components.embedder, extractor, db, cache, all_hashes)
+        # the vocabulary is fitted on the calibration gallery only: held-out queries stay unseen
+        prepare_embedder(components.embedder, extractor, db, cache, [all_hashes[r] for r in split.gallery])
         emb = embed_local(components.embedder, cache, extractor, all_hashes)
         g_rows = split.gallery
         sub_ids = [identities[r] for r in g_rows]
@@ -159,7 +160,8 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
             groups[identities[r]].append(all_hashes[r])
         pooled = embed_pooled_local(components.embedder, cache, extractor, [groups[n] for n in names]) \
             if profile.shortlist.identity_pooling else None
-        identity_of = np.array([names.index(i) for i in sub_ids]) if pooled is not None else None
+        position = {n: i for i, n in enumerate(names)}
+        identity_of = np.array([position[i] for i in sub_ids]) if pooled is not None else None
         q_rows = split.known_queries + split.unknown_queries
         scored = shortlist(emb[q_rows], emb[g_rows], profile.shortlist.top_b, pooled, identity_of)
         raw = _score_pairs(components, cache, scored.index, [all_hashes[r] for r in g_rows],
@@ -175,7 +177,11 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
 
         calibrators, probabilities = {}, []
         for p in components.pipelines:
-            cal = IsotonicCalibrator.fit(raw[p.name].ravel(), hits.ravel())
+            try:
+                cal = IsotonicCalibrator.fit(raw[p.name].ravel(), hits.ravel())
+            except ValueError as exc:
+                raise NotEnoughData(f"pipeline {p.name!r}: {exc}; nothing was stored, runs keep the profile's "
+                                    "calibration and threshold. Calibrate on a larger labelled gallery.") from None
             calibrators[p.name] = cal
             prob = cal.predict(raw[p.name])
             probabilities.append(prob)
@@ -205,6 +211,10 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         result.methods.append(method("Powell fusion" if n > 1 else "calibrated", fuse_weighted(probabilities, weights),
                                      weights, tau))
         fitted = FittedCalibration([p.name for p in components.pipelines], calibrators, weights, tau, how)
+        names_, top = top_identities(fitted.fuse(raw), data, how)
+        right = np.array([n == t for n, t in zip(names_, truth)], float)
+        if 0 < right.sum() < len(right):  # identity level: aggregated score → P(top identity is right)
+            fitted.top = IsotonicCalibrator.fit(top, right)
         result.fitted = fitted
         fitted_on = {**result.split, "profile": profile.name, "methods": result.methods,
                      "ece_before": result.ece_before, "ece_after": result.ece_after}

@@ -7,6 +7,7 @@ a pair was not scored; ``rows`` int (N_q, B) are the gallery rows of those pairs
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -136,14 +137,34 @@ def open_set_scores(names: Sequence[str], top: np.ndarray, tau: float, data: Ope
 def best_threshold(names: Sequence[str], top: np.ndarray, data: OpenSetData) -> tuple[float, dict[str, float]]:
     """τ maximising geo-mean(BAKS, BAUS) over the midpoints between observed top scores.
 
-    Ties in geo-mean are resolved towards the middle of the best plateau (a margin both ways).
+    Vectorised over all candidate τ: a known query adds 1/(|C|·n_c) to BAKS when its top
+    identity is right and its score ≥ τ; an unknown query adds 1/(|U|·n_u) to BAUS when its
+    score < τ. Ties in geo-mean go to the middle of the best plateau (a margin both ways).
     """
+    top = np.asarray(top, np.float64)
     values = np.unique(np.concatenate([[0.0, 1.0], top]))
     candidates = np.concatenate([[0.0], (values[:-1] + values[1:]) / 2, [1.0 + 1e-9]])
-    scored = [(open_set_scores(names, top, float(t), data)["geo_mean"], float(t)) for t in candidates]
-    best = max(g for g, _ in scored)
-    plateau = [t for g, t in scored if g >= best - 1e-12]
-    tau = float(np.median(plateau))
+    truth = list(data.truth)
+    known = np.array([t != NEW_INDIVIDUAL for t in truth])
+    right = np.array([n == t for n, t in zip(names, truth)]) & known
+    k_count: dict[str, int] = defaultdict(int)
+    u_count: dict[str, int] = defaultdict(int)
+    for t, g in zip(truth, data.groups):
+        if t != NEW_INDIVIDUAL:
+            k_count[t] += 1
+        else:
+            u_count[g] += 1
+    w_known = np.array([1.0 / (len(k_count) * k_count[t]) if r else 0.0 for t, r in zip(truth, right)])
+    w_unknown = np.array([1.0 / (len(u_count) * u_count[g]) if t == NEW_INDIVIDUAL else 0.0
+                          for t, g in zip(truth, data.groups)])
+    above = top[:, None] >= candidates[None, :]  # (N_q, M)
+    baks_t = w_known @ above if k_count else np.full(len(candidates), np.nan)
+    baus_t = w_unknown @ ~above if u_count else np.full(len(candidates), np.nan)
+    geo = np.sqrt(np.clip(baks_t, 0, None) * np.clip(baus_t, 0, None))
+    if np.all(np.isnan(geo)):
+        return 0.5, {"BAKS": float("nan"), "BAUS": float("nan"), "geo_mean": float("nan")}
+    best = np.nanmax(geo)
+    tau = float(np.median(candidates[geo >= best - 1e-12]))
     return tau, open_set_scores(names, top, tau, data)
 
 
@@ -191,6 +212,16 @@ class FittedCalibration:
     weights: np.ndarray
     threshold: float
     aggregate: str
+    top: IsotonicCalibrator | None = None  # aggregated score → P(top identity is right)
+
+    def confidence(self, aggregated: np.ndarray) -> np.ndarray:
+        """Identity-level probability that an identity with this aggregated score is right."""
+        return self.top.predict(aggregated) if self.top is not None else np.asarray(aggregated, np.float64)
+
+    @property
+    def confidence_threshold(self) -> float:
+        """τ expressed on the confidence scale (the map is strictly increasing, so decisions agree)."""
+        return float(self.confidence(np.array([self.threshold]))[0])
 
     def probabilities(self, raw: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [self.calibrators[name].predict(raw[name]) for name in self.pipelines]
@@ -205,10 +236,13 @@ class FittedCalibration:
         }
         for i, name in enumerate(self.pipelines):
             out.update(self.calibrators[name].to_arrays(f"cal{i}"))
+        if self.top is not None:
+            out.update(self.top.to_arrays("top"))
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FittedCalibration":
         names = [str(n) for n in arrays["pipelines"]]
+        top = IsotonicCalibrator.from_arrays(arrays, "top") if "top.x" in arrays else None
         return cls(names, {n: IsotonicCalibrator.from_arrays(arrays, f"cal{i}") for i, n in enumerate(names)},
-                   np.asarray(arrays["weights"], np.float64), float(arrays["threshold"]), str(arrays["aggregate"]))
+                   np.asarray(arrays["weights"], np.float64), float(arrays["threshold"]), str(arrays["aggregate"]), top)

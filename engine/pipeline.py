@@ -246,7 +246,7 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     metrics = evaluate(predictions, unknown_groups=groups)
     result = RunResult(predictions, errors, metrics, timings, counts, notices, shortlist_index=scored.index,
                        shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=[g.identity for g in gallery],
-                       threshold=fitted.threshold if fitted else profile.decision.threshold,
+                       threshold=fitted.confidence_threshold if fitted else profile.decision.threshold,
                        calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)")
     if options.out is not None:
         _write_outputs(result, options)
@@ -310,10 +310,12 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     ``reid-engine calibrate`` stored one, else the profile's logistic calibration and threshold."""
     pipelines = components.pipelines
     threshold, how = profile.decision.threshold, profile.decision.aggregate
+    confidence = lambda x: x  # noqa: E731 - identity-level calibration, when fitted
     if fitted is not None:
         fused = fitted.fuse(raw)
         tiebreak = fuse_raw([raw[p.name] for p in pipelines], list(fitted.weights), [p.width for p in pipelines])
-        threshold, how = fitted.threshold, fitted.aggregate
+        threshold, how = fitted.confidence_threshold, fitted.aggregate
+        confidence = lambda x: float(fitted.confidence(np.array([x]))[0])  # noqa: E731
     elif pipelines:
         probabilities = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in pipelines]
         fused = fuse(probabilities, [p.weight for p in pipelines])
@@ -327,7 +329,7 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
         ranked = aggregate(fused[qi], scored.index[qi], identities, how, tiebreak[qi])[:top_k]
         candidates = tuple(
             Candidate(
-                rank=rank, identity=s.identity, score=s.score,
+                rank=rank, identity=s.identity, score=confidence(s.score),
                 gallery_image_id=gallery[s.best_row].image_id, gallery_path=gallery[s.best_row].path,
                 pipeline_scores={p.name: float(raw[p.name][qi, s.best_column]) for p in pipelines}
                 | {"shortlist_cosine": float(scored.sim[qi, s.best_column])},

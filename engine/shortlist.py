@@ -15,6 +15,7 @@ import numpy as np
 
 from .components import Built
 from .database import GalleryDatabase
+from .errors import ReidError
 from .features import FeatureCache, LazyFeatures
 from .records import LoadedImage, LocalFeatures
 
@@ -48,7 +49,10 @@ def prepare_embedder(embedder: Built, extractor: Built | None, db: GalleryDataba
         obj.load_state(state)
         return key
     items = LazyFeatures(cache, gallery_hashes, extractor) if extractor else gallery_hashes
-    obj.fit(items)
+    try:
+        obj.fit(items)
+    except ValueError as exc:
+        raise ReidError(f"cannot fit the shortlist embedder {name!r} on this gallery: {exc}") from None
     db.put_model(key, "embedder", name, version, chash,
                  {"gallery_digest": digest, "n_images": len(gallery_hashes), "extractor": ex_id}, obj.state())
     return key
