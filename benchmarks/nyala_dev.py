@@ -34,6 +34,55 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def calibrate_on_gallery(profile, db: Path, split: str, workdir: Path, device: str) -> dict:
+    """`reid-engine calibrate` on the gallery rows of the split only (queries stay unseen)."""
+    import csv
+
+    from reid_engine.calibrate import calibrate
+
+    rows = {r["image_id"]: r for r in csv.DictReader(open(DATA / "metadata.csv"))}
+    gallery_ids = [r["image_id"] for r in csv.DictReader(open(DATA / "splits" / f"{split}.csv")) if r["split"] != "query"]
+    manifest = workdir / f"{split}-gallery.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "identity", "path"])
+        for i in gallery_ids:
+            writer.writerow([i, rows[i]["identity"], str(DATA / rows[i]["path"])])
+    t = time.perf_counter()
+    result = calibrate(profile, db, manifest, unknown_share=0.2, seed=0, device=device,
+                       plots_dir=REPO / "benchmarks" / "results" / f"calibration-{profile.name}-{split}")
+    return {"split": result.split, "methods": result.methods, "ece_before_on_fit_pairs": result.ece_before,
+            "ece_after_on_fit_pairs": result.ece_after, "seconds": time.perf_counter() - t,
+            "threshold": result.fitted.threshold, "weights": list(map(float, result.fitted.weights)),
+            "plots": {k: str(v) for k, v in result.plots.items()}}
+
+
+def ece_on_queries(result, profile, db: Path) -> dict:
+    """ECE of pair probabilities on the split's real queries: profile logistic vs fitted isotonic."""
+    import numpy as np
+
+    from reid_engine.calibrate import load_calibration
+    from reid_engine.calibration import expected_calibration_error
+    from reid_engine.components import build_components
+    from reid_engine.database import GalleryDatabase
+    from reid_engine.fusion import logistic_calibration
+    from reid_engine.registry import PluginTable
+
+    components = build_components(profile, PluginTable.discover(), "cpu")
+    with GalleryDatabase(db) as handle:
+        fitted = load_calibration(handle, profile, components)
+    ids = result.gallery_identities
+    truth = [p.truth for p in result.predictions]
+    hits = np.array([[ids[g] == truth[q] for g in result.shortlist_index[q]] for q in range(len(truth))], float)
+    out = {}
+    for p in components.pipelines:
+        raw = result.raw_scores[p.name]
+        before, _ = expected_calibration_error(logistic_calibration(raw, p.midpoint, p.width), hits)
+        after, _ = expected_calibration_error(fitted.calibrators[p.name].predict(raw), hits)
+        out[p.name] = {"profile_logistic": before, "isotonic": after}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--species", default="nyala")
@@ -42,6 +91,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/reid-nyala-bench"))
     parser.add_argument("--keep-cache", action="store_true", help="do not start from an empty database")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="first run `reid-engine calibrate` on the split's gallery (seeded open-set split of it)")
     args = parser.parse_args()
     profile = load_profile_file(args.profile) if args.profile else resolve_profile(args.species, None)[0]
     db = args.workdir / f"{profile.name}.db"
@@ -50,17 +101,23 @@ def main() -> None:
     options = RunOptions(profile=profile, db=db, out=args.workdir / f"out-{args.split}", gallery=DATA / "metadata.csv",
                          split=DATA / "splits" / f"{args.split}.csv", device=args.device, write_report=True,
                          title=f"nyala-dev {args.split} · {profile.name}")
+    calibration = None
+    if args.calibrate:
+        calibration = calibrate_on_gallery(profile, db, args.split, args.workdir, args.device)
     runs = {}
     for label in ("cold", "warm"):
         t = time.perf_counter()
         result = run(options, progress=False)
         runs[label] = {"wall_s": time.perf_counter() - t, "timings": result.timings, "counts": result.counts}
     record = {"profile": profile.name, "profile_source": profile.source, "split": args.split,
-              "metrics": result.metrics, "stages": analyse(result), "runs": runs, "machine": machine(), "errors": len(result.errors),
+              "metrics": result.metrics, "stages": analyse(result), "runs": runs, "calibration": calibration,
+              "ece_on_queries": ece_on_queries(result, profile, db) if args.calibrate else None, "machine": machine(), "errors": len(result.errors),
               "command": f"python benchmarks/nyala_dev.py --species {args.species} --split {args.split}"}
-    out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}.json"
+    suffix = "-calibrated" if args.calibrate else ""
+    out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}{suffix}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(json.dumps({k: record[k] for k in ("profile", "split", "metrics", "stages")}, indent=2, default=str))
+    print(json.dumps({k: record[k] for k in ("profile", "split", "metrics", "stages", "calibration", "ece_on_queries")},
+                     indent=2, default=str))
     for label, r in runs.items():
         print(label, f"{r['wall_s']:.1f} s", {k: round(v, 1) for k, v in r["timings"].items()})
 
