@@ -4,6 +4,7 @@ provides a matcher that a profile then uses in a real run. Nothing registers it 
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import textwrap
@@ -58,7 +59,7 @@ def test_a_profile_uses_the_third_party_matcher_in_a_real_run(installed_plugin, 
         rows = list(csv.DictReader(handle))
     assert rows
     summary = (out / "summary.json").read_text()
-    assert '"pairs_scored"' in summary
+    assert json.loads(summary)["counts"]["pairs_scored"] > 0
     # the run really went through the plugin: without it the profile is refused
     missing = run_cli("run", "--profile", str(profile), "--query", str(seal_data.query_csv),
                       "--db", str(out / "gallery.db"), "--out", str(tmp_path / "out2"), "--quiet")
