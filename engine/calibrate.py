@@ -43,6 +43,7 @@ from .fusion import logistic_calibration
 from .metrics import top_k_accuracy
 from .records import NEW_INDIVIDUAL, ImageError
 
+GLOBAL_SOURCE = "global-embedding"  # the shortlist cosine, fused like a pipeline once calibrated
 MIN_KNOWN_IDENTITIES = 2
 MIN_UNKNOWN_IDENTITIES = 1
 
@@ -175,19 +176,24 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
                         "known_queries": len(split.known_queries), "unknown_queries": len(split.unknown_queries),
                         "unknown_identities": len(split.unknown_identities), "identities": len(set(identities))}
 
+        # evidence sources: every local pipeline, and the shortlist's global cosine (Powell decides
+        # how much it counts; it is what the AnimalCLEF 2025 winner fuses with its local matchers)
+        raw = {**raw, GLOBAL_SOURCE: scored.sim.astype(np.float64)}
+        sources = [(p.name, logistic_calibration(raw[p.name], p.midpoint, p.width)) for p in components.pipelines]
+        sources.append((GLOBAL_SOURCE, np.clip(scored.sim, 0.0, 1.0)))
         calibrators, probabilities = {}, []
-        for p in components.pipelines:
+        for name, before in sources:
             try:
-                cal = IsotonicCalibrator.fit(raw[p.name].ravel(), hits.ravel())
+                cal = IsotonicCalibrator.fit(raw[name].ravel(), hits.ravel())
             except ValueError as exc:
-                raise NotEnoughData(f"pipeline {p.name!r}: {exc}; nothing was stored, runs keep the profile's "
+                raise NotEnoughData(f"{name!r}: {exc}; nothing was stored, runs keep the profile's "
                                     "calibration and threshold. Calibrate on a larger labelled gallery.") from None
-            calibrators[p.name] = cal
-            prob = cal.predict(raw[p.name])
+            calibrators[name] = cal
+            prob = cal.predict(raw[name])
             probabilities.append(prob)
-            before = logistic_calibration(raw[p.name], p.midpoint, p.width)
-            result.ece_before[p.name], _ = expected_calibration_error(before, hits)
-            result.ece_after[p.name], _ = expected_calibration_error(prob, hits)
+            result.ece_before[name], _ = expected_calibration_error(before, hits)
+            result.ece_after[name], _ = expected_calibration_error(prob, hits)
+        names = [name for name, _ in sources]
         how = profile.decision.aggregate
 
         def method(name: str, fused: np.ndarray, weights: np.ndarray, tau: float | None = None) -> dict:
@@ -202,15 +208,13 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
             return {"method": name, **scores, "top1": top_k_accuracy(truth, ranked, 1), "tau": tau,
                     "weights": [round(float(w), 4) for w in weights]}
 
-        n = len(components.pipelines)
-        for i, p in enumerate(components.pipelines):
-            result.methods.append(method(f"{p.name} alone", probabilities[i], np.eye(n)[i]))
-        if n > 1:
-            result.methods.append(method("mean fusion (WildFusion)", fuse_weighted(probabilities, np.ones(n)), np.ones(n) / n))
+        n = len(sources)
+        for i, name in enumerate(names):
+            result.methods.append(method(f"{name} alone", probabilities[i], np.eye(n)[i]))
+        result.methods.append(method("mean fusion (WildFusion)", fuse_weighted(probabilities, np.ones(n)), np.ones(n) / n))
         weights, tau, _ = fit_weights(probabilities, data, how, seed=seed)
-        result.methods.append(method("Powell fusion" if n > 1 else "calibrated", fuse_weighted(probabilities, weights),
-                                     weights, tau))
-        fitted = FittedCalibration([p.name for p in components.pipelines], calibrators, weights, tau, how)
+        result.methods.append(method("Powell fusion", fuse_weighted(probabilities, weights), weights, tau))
+        fitted = FittedCalibration(names, calibrators, weights, tau, how)
         names_, top = top_identities(fitted.fuse(raw), data, how)
         right = np.array([n == t for n, t in zip(names_, truth)], float)
         if 0 < right.sum() < len(right):  # identity level: aggregated score → P(top identity is right)
@@ -219,8 +223,8 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         fitted_on = {**result.split, "profile": profile.name, "methods": result.methods,
                      "ece_before": result.ece_before, "ece_after": result.ece_after}
         arrays = fitted.to_arrays()
-        for i, p in enumerate(components.pipelines):
-            arrays[f"data.raw{i}"] = raw[p.name].astype(np.float32)
+        for i, name in enumerate(names):
+            arrays[f"data.raw{i}"] = raw[name].astype(np.float32)
         arrays["data.hits"] = hits.astype(np.uint8)
         arrays["data.query_image_ids"] = np.array([gallery[r].image_id for r in q_rows])
         db.put_model(calibration_key(profile, components), "calibration", profile.name, "1",
@@ -233,9 +237,8 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
             fused = fitted.fuse(raw)
             names_, top = top_identities(fused, data, how)
             result.plots["threshold"] = plot_threshold_sweep(plots_dir / "threshold-sweep.png", names_, top, data, tau)
-            before = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in components.pipelines]
-            result.plots["reliability"] = plot_reliability(plots_dir / "reliability.png", before, probabilities, hits,
-                                                          [p.name for p in components.pipelines])
+            result.plots["reliability"] = plot_reliability(plots_dir / "reliability.png", [b for _, b in sources],
+                                                          probabilities, hits, names)
     return result
 
 

@@ -49,7 +49,7 @@ def plot_reliability(path: Path, before: Sequence[np.ndarray], after: Sequence[n
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5), dpi=120, squeeze=False)
     for ax, name, b, a in zip(axes[0], names, before, after):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        for probs, label in ((b, "profile logistic"), (a, "isotonic")):
+        for probs, label in ((b, "before (profile logistic; cosine clipped)"), (a, "isotonic, on its fitting pairs")):
             ece, table = expected_calibration_error(probs, hits, bins)
             xs = [row["confidence"] for row in table if row["count"]]
             ys = [row["accuracy"] for row in table if row["count"]]

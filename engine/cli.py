@@ -223,7 +223,7 @@ def calibrate(
                   ", ".join(f"{w:.2f}" for w in m["weights"]))
     out_console.print(t)
     for name in result.ece_before:
-        out_console.print(escape(f"ECE {name} on the calibration pairs: profile logistic {result.ece_before[name]:.3f} "
+        out_console.print(escape(f"ECE {name} on the calibration pairs: before {result.ece_before[name]:.3f} "
                                  f"→ isotonic {result.ece_after[name]:.3f} (fitted on these pairs)"))
     out_console.print(escape(f"chosen τ = {result.fitted.threshold:.3f}; stored in {db} (later `run --db {db}` uses it)"))
     for path in result.plots.values():

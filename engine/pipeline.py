@@ -312,8 +312,10 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     threshold, how = profile.decision.threshold, profile.decision.aggregate
     confidence = lambda x: x  # noqa: E731 - identity-level calibration, when fitted
     if fitted is not None:
-        fused = fitted.fuse(raw)
-        tiebreak = fuse_raw([raw[p.name] for p in pipelines], list(fitted.weights), [p.width for p in pipelines])
+        from .calibrate import GLOBAL_SOURCE
+
+        fused = fitted.fuse({**raw, GLOBAL_SOURCE: scored.sim.astype(np.float64)})
+        tiebreak = fuse_raw([raw[p.name] for p in pipelines], [1.0] * len(pipelines), [p.width for p in pipelines])
         threshold, how = fitted.confidence_threshold, fitted.aggregate
         confidence = lambda x: float(fitted.confidence(np.array([x]))[0])  # noqa: E731
     elif pipelines:
