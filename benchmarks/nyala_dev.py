@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/reid-nyala-bench"))
     parser.add_argument("--keep-cache", action="store_true", help="do not start from an empty database")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--once", action="store_true", help="one run only (no warm repeat)")
     parser.add_argument("--calibrate", action="store_true",
                         help="first run `reid-engine calibrate` on the split's gallery (seeded open-set split of it)")
     args = parser.parse_args()
@@ -105,7 +106,8 @@ def main() -> None:
     if args.calibrate:
         calibration = calibrate_on_gallery(profile, db, args.split, args.workdir, args.device)
     runs = {}
-    for label in ("cold", "warm"):
+    first = "first (features already cached)" if args.keep_cache else "cold"
+    for label in (first,) if args.once else (first, "warm"):
         t = time.perf_counter()
         result = run(options, progress=False)
         runs[label] = {"wall_s": time.perf_counter() - t, "timings": result.timings, "counts": result.counts}
