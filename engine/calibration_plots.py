@@ -21,7 +21,8 @@ def _pyplot():
 
 def plot_threshold_sweep(path: Path, names: Sequence[str], top: np.ndarray, data: OpenSetData, tau: float) -> Path:
     plt = _pyplot()
-    taus = np.linspace(0, 1, 201)
+    upper = min(1.0, float(np.max(top)) * 1.05) if len(top) else 1.0  # zoom to where decisions change
+    taus = np.linspace(0, max(upper, 1e-3), 201)
     curves = {k: [] for k in ("BAKS", "BAUS", "geo_mean")}
     for t in taus:
         s = open_set_scores(names, top, float(t), data)
