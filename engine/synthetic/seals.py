@@ -1231,6 +1231,9 @@ def generate_seal_dataset(out_dir: Path, config: SealDatasetConfig = SealDataset
                 f"({', '.join(sorted(foreign)[:5])}); refusing to overwrite it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; the data set is ordinary files
     try:
         _generate_into(tmp, config)
         if _is_complete(out_dir, config):  # another process finished first
