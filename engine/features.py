@@ -15,6 +15,7 @@ import numpy as np
 
 from .components import Built
 from .database import GalleryDatabase, feature_key
+from .errors import ReidError
 from .images import ImageDecodeError, content_hash, read_image
 from .records import ImageError, ImageRecord, LoadedImage, LocalFeatures
 
@@ -53,8 +54,9 @@ class LazyFeatures(Sequence[LocalFeatures]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         f = self.cache.get(self.hashes[i], self.built)
-        if f is None:
-            raise KeyError(f"features of image {self.hashes[i][:12]} are not cached")
+        if f is None:  # deleted or damaged since this run cached it (the damaged blob is removed)
+            raise ReidError(f"cached features of image {self.hashes[i][:12]} ({self.built.spec.name}) are missing "
+                            f"or damaged in {self.cache.db.blob_dir}; run again and they are recomputed")
         return f
 
 
