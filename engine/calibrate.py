@@ -38,7 +38,7 @@ from .calibration import (
 from .components import Components, build_components
 from .database import GalleryDatabase
 from .errors import UsageError
-from .features import FeatureCache, ensure_features, load_and_prepare
+from .features import FeatureCache
 from .fusion import logistic_calibration
 from .metrics import top_k_accuracy
 from .records import NEW_INDIVIDUAL, ImageError
@@ -128,7 +128,7 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
               seed: int = 0, device: str = "cpu", plots_dir: Path | None = None,
               table: PluginTable | None = None, progress: bool = False) -> CalibrationResult:
     from .manifests import load_manifest
-    from .pipeline import _Progress, _score_pairs, enroll_manifest, gallery_record
+    from .pipeline import _Progress, _score_pairs, enroll_manifest, ensure_gallery_features
     from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
     table = table or PluginTable.discover()
@@ -141,10 +141,8 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
             enroll_manifest(db, load_manifest(gallery_path, "gallery", table), result.errors)
         gallery = db.gallery()
         cache = FeatureCache(db)
-        load = lambda r: load_and_prepare(r, components.preprocessors, profile.image.max_side,  # noqa: E731
-                                          profile.image.min_side)
-        hashes = ensure_features([(gallery_record(g), g.content_hash) for g in gallery], components.extractors(),
-                                 cache, load, result.errors, bars.task("gallery features", len(gallery)))
+        hashes = ensure_gallery_features(gallery, components, profile, cache, result.errors,
+                                         bars.task("gallery features", len(gallery)))
         gallery = [g for g in gallery if g.image_id in hashes]
         identities = [g.identity for g in gallery]
         split = make_open_split(identities, unknown_share, seed)
@@ -204,7 +202,7 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
                 from .calibration import open_set_scores
 
                 scores = open_set_scores(names_, top, tau, data)
-            ranked = [[s for s in _ranked_ids(fused[q], scored.index[q], sub_ids, how)] for q in range(len(q_rows))]
+            ranked = [_ranked_ids(fused[q], scored.index[q], sub_ids, how) for q in range(len(q_rows))]
             return {"method": name, **scores, "top1": top_k_accuracy(truth, ranked, 1), "tau": tau,
                     "weights": [round(float(w), 4) for w in weights]}
 

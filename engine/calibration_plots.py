@@ -19,6 +19,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_threshold_sweep(path: Path, names: Sequence[str], top: np.ndarray, data: OpenSetData, tau: float) -> Path:
     plt = _pyplot()
     upper = min(1.0, float(np.max(top)) * 1.05) if len(top) else 1.0  # zoom to where decisions change
@@ -37,11 +45,7 @@ def plot_threshold_sweep(path: Path, names: Sequence[str], top: np.ndarray, data
     ax.set_ylim(0, 1.02)
     ax.set_title("Known/new decision against τ (calibration split)")
     ax.legend(loc="lower center")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_reliability(path: Path, before: Sequence[np.ndarray], after: Sequence[np.ndarray], hits: np.ndarray,
@@ -59,8 +63,4 @@ def plot_reliability(path: Path, before: Sequence[np.ndarray], after: Sequence[n
         ax.set_ylabel("observed share of same-individual pairs")
         ax.set_title(f"Reliability: {name}")
         ax.legend(loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

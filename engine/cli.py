@@ -159,10 +159,10 @@ def enroll(
     try:
         from .components import build_components
         from .database import GalleryDatabase
-        from .features import FeatureCache, ensure_features, load_and_prepare
+        from .features import FeatureCache
         from .manifests import load_manifest
         from .outputs import write_errors
-        from .pipeline import enroll_manifest, gallery_record, resolve_device
+        from .pipeline import enroll_manifest, ensure_gallery_features, resolve_device
 
         table = _table()
         manifest = load_manifest(gallery, "gallery", table)
@@ -174,10 +174,7 @@ def enroll(
             if extract:
                 profile = _profile(species, profile_file)
                 comps = build_components(profile, table, resolve_device(device))
-                cache = FeatureCache(database)
-                ensure_features([(gallery_record(g), g.content_hash) for g in database.gallery()], comps.extractors(),
-                                cache, lambda r: load_and_prepare(r, comps.preprocessors, profile.image.max_side,
-                                                                  profile.image.min_side), errors)
+                ensure_gallery_features(database.gallery(), comps, profile, FeatureCache(database), errors)
             counts = database.counts()
         out_console.print(escape(f"enrolled {added} new image(s) ({unchanged} already there) into {db}: "
                                  f"{counts['images']} images of {counts['individuals']} individuals"))

@@ -26,7 +26,7 @@ from .features import FeatureCache, ensure_features, load_and_prepare
 from .fusion import aggregate, decide, fuse, fuse_raw, logistic_calibration
 from .images import ImageDecodeError, content_hash
 from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
-from .records import NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, Manifest, Prediction
+from .records import NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LoadedImage, Manifest, Prediction
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
 METADATA_FIELDS = ("bbox", "mask_path", "segmentation", "date", "orientation", "species", "sequence", "keypoints")
@@ -116,6 +116,21 @@ def _truth_against_gallery(record: ImageRecord, identities: set[str]) -> ImageRe
     return dataclasses.replace(record, truth=NEW_INDIVIDUAL, extra={**record.extra, UNKNOWN_GROUP: record.truth})
 
 
+def image_loader(components: Components, profile: Profile) -> Callable[[ImageRecord], LoadedImage]:
+    """Decode + preprocess a record as this profile's extractors expect."""
+    return lambda record: load_and_prepare(record, components.preprocessors, profile.image.max_side,
+                                           profile.image.min_side)
+
+
+def ensure_gallery_features(gallery: list[GalleryImage], components: Components, profile: Profile,
+                            cache: FeatureCache, errors: list[ImageError],
+                            advance: Callable[[], None] = lambda: None) -> dict[str, str]:
+    """Cached features of every enrolled image for every extractor the profile needs
+    (image_id → image key; unusable images go to ``errors``)."""
+    return ensure_features([(gallery_record(g), g.content_hash) for g in gallery], components.extractors(), cache,
+                           image_loader(components, profile), errors, advance)
+
+
 # -- progress ------------------------------------------------------------------------------
 class _Progress:
     """A rich progress bar on stderr, or nothing."""
@@ -191,14 +206,9 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         timings["enroll_s"] = time.perf_counter() - t
 
         cache = FeatureCache(db)
-        extractors = components.extractors()
-        load = lambda record: load_and_prepare(  # noqa: E731
-            record, components.preprocessors, profile.image.max_side, profile.image.min_side)
-
         t = time.perf_counter()
-        advance = bars.task("gallery features", len(gallery))
-        g_hashes = ensure_features([(gallery_record(g), g.content_hash) for g in gallery], extractors, cache, load,
-                                   errors, advance)
+        g_hashes = ensure_gallery_features(gallery, components, profile, cache, errors,
+                                           bars.task("gallery features", len(gallery)))
         gallery = [g for g in gallery if g.image_id in g_hashes]
         if not gallery:
             if options.out is not None:
@@ -209,7 +219,8 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
             raise ReidError(f"no gallery image could be used{first}; every reason is in "
                             f"{Path(options.out or '.') / 'errors.csv'}")
         advance = bars.task("query features", len(query_manifest))
-        q_hashes = ensure_features([(r, None) for r in query_manifest.records], extractors, cache, load, errors, advance)
+        q_hashes = ensure_features([(r, None) for r in query_manifest.records], components.extractors(), cache,
+                                   image_loader(components, profile), errors, advance)
         queries = [_truth_against_gallery(r, {g.identity for g in gallery})
                    for r in query_manifest.records if r.image_id in q_hashes]
         timings["features_s"] = time.perf_counter() - t
