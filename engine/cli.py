@@ -266,6 +266,168 @@ def profiles() -> None:
     out_console.print(t)
 
 
+weights_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Pretrained model weights: list them, import files you have (offline), fetch them (internet).",
+)
+app.add_typer(weights_app, name="weights")
+
+_STATE_STYLE = {"present": "green", "missing": "yellow", "corrupt": "bold red"}
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Every known weight: whether it is installed, where, and its licence."""
+    from .weights import status, weights_dir
+
+    try:
+        rows = status()
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    t = Table(title=escape(f"model weights (cache/ = {weights_dir()})"), expand=True)
+    t.add_column("name", no_wrap=True)
+    t.add_column("state", no_wrap=True)
+    t.add_column("where", overflow="fold", ratio=3)
+    t.add_column("licence", overflow="fold", ratio=2)
+    for spec, state, path in rows:
+        word, _, detail = state.partition(" (")
+        detail = detail.rstrip(")")
+        if detail.startswith("package "):
+            where = f"{detail.removeprefix('package ')}: {path.name}"
+        elif path.parent == weights_dir():
+            where = f"cache/{path.name}" + (" (expected)" if word == "missing" else "")
+        else:
+            where = str(path)
+        shown = word + (" (unverified)" if "unverified" in detail else "")
+        t.add_row(escape(spec.name), f"[{_STATE_STYLE[word]}]{escape(shown)}[/]", escape(where), escape(spec.licence))
+    out_console.print(t)
+    for spec, state, _ in rows:
+        if spec.note:
+            _say(out_console, f"note ({spec.name})", "yellow", spec.note)
+    if any(state in ("missing", "corrupt") for _, state, _ in rows):
+        out_console.print(escape("install: `reid-engine weights import FILE...` (files or folders, any file names; "
+                                 "offline) or `reid-engine weights fetch NAME` (internet)"))
+
+
+@weights_app.command("import")
+def weights_import(
+    files: list[Path] = typer.Argument(..., help="weight files, or folders of them (not their subfolders); any file names: files are recognised by sha256"),
+) -> None:
+    """Install weight files you have into the torch-hub cache kornia reads, after checking their sha256."""
+    from .weights import import_files
+
+    try:
+        results = import_files(files)
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    for r in results:
+        if r.status == "refused":
+            _say(err_console, "refused", "bold red", f"{r.source}: {r.message}")
+        elif r.status == "unknown":
+            _say(out_console, "skipped", "yellow", f"{r.source}: {r.message}")
+        else:
+            out_console.print(escape(f"{r.source}: {r.message}"), highlight=False, soft_wrap=True)
+    counts = {s: sum(r.status == s for r in results) for s in ("installed", "present", "unknown", "refused")}
+    out_console.print(f"{counts['installed']} installed, {counts['present']} already present, "
+                      f"{counts['unknown']} not known weights, {counts['refused']} refused")
+    if counts["refused"]:
+        raise typer.Exit(1)
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    names: list[str] = typer.Argument(..., help="weight names (`reid-engine weights list`)"),
+    timeout: float = typer.Option(60.0, "--timeout", min=1, help="seconds before a silent connection is given up"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="accept a download of a weight with no reference sha256 (hardnet-liberty); weights with one are always checked"),
+) -> None:
+    """Download weights (each upstream URL in turn), check their sha256 and install them; needs internet."""
+    from .weights import fetch, get_spec
+
+    try:
+        for name in names:
+            get_spec(name)
+    except ReidError as exc:
+        _fail(exc)
+    code = 0
+    for name in names:
+        try:
+            path = fetch(name, timeout=timeout, verify=not no_verify)
+        except (ReidError, OSError) as exc:
+            _say(err_console, "error", "bold red", exc)
+            code = max(code, exc.exit_code if isinstance(exc, ReidError) else 1)
+            continue
+        out_console.print(escape(f"{name}: {path}"), highlight=False, soft_wrap=True)
+    if code:
+        raise typer.Exit(code)
+
+
+train_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Train models on your own photos (no labels needed).",
+)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("descriptor")
+def train_descriptor_command(
+    photos: Path = typer.Argument(..., metavar="PHOTOS", help="folder of photos, or a manifest CSV (image_id,path,...; its masks/bboxes limit the regions)"),
+    out: Path = typer.Option(..., "--out", help="checkpoint to write, e.g. hardnet.pth (rewritten atomically after every epoch); use it as checkpoint = \"PATH\" of hesaffnet-hardnet"),
+    split: Optional[Path] = typer.Option(None, "--split", help="CSV image_id,split: train only on its gallery rows (never on queries)"),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="passes, each over freshly drawn pairs"),
+    pairs: int = typer.Option(20000, "--pairs", min=8, help="training patch pairs drawn per epoch (each region at most once)"),
+    batch_size: int = typer.Option(512, "--batch-size", min=8, help="pairs per batch; the hardest negative is mined within it (HardNet: 1024)"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (HardNet paper: momentum 0.9, weight decay 1e-4) | adam"),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="initial learning rate, decayed linearly to 0 [default: sgd 0.1, adam 0.001]"),
+    val_share: float = typer.Option(0.2, "--val-share", help="share of PHOTOS held out (whole photos) to measure FPR95 / top-1 on"),
+    val_pairs: int = typer.Option(2000, "--val-pairs", min=16, help="held-out pairs measured"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run saved in --out from its last finished epoch"),
+    init: Optional[Path] = typer.Option(None, "--init", help="fine-tune this HardNet checkpoint [default: hardnet-liberty when installed, else random]"),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="start from random weights even when hardnet-liberty is installed"),
+    max_photos: int = typer.Option(0, "--max-photos", min=0, help="use a seeded random subset of this many photos (0 = all)"),
+    resize: int = typer.Option(640, "--resize", min=0, help="longer side the detector sees; keep it equal to the extractor's resize"),
+    max_keypoints: int = typer.Option(480, "--max-keypoints", min=1, help="regions detected per photo"),
+    upright: bool = typer.Option(False, "--upright", help="upright regions (for extractors with upright = true)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0, "--seed", help="seed of the photo split, the warps and the network's initialisation"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress lines"),
+) -> None:
+    """Self-supervised HardNet: each region of a photo against the same region in a randomly warped copy."""
+    try:
+        from .pipeline import resolve_device
+        from .training.train_descriptor import TrainDescriptorOptions, train_descriptor
+
+        options = TrainDescriptorOptions(
+            photos=photos, out=out, split=split, epochs=epochs, pairs=pairs, batch_size=batch_size,
+            optimizer=optimizer.lower(), lr=lr, val_share=val_share, val_pairs=val_pairs, resume=resume,
+            device=resolve_device(device), seed=seed, init=init, from_scratch=from_scratch, max_photos=max_photos,
+            resize=resize, max_keypoints=max_keypoints, upright=upright,
+        )
+        log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
+        result = train_descriptor(options, _table(), log=log)
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    for notice in result.notices:
+        _say(err_console, "notice", "yellow", notice)
+    if result.skipped:
+        _say(err_console, "warning", "yellow", f"{len(result.skipped)} photo(s) could not be read and were skipped "
+             f"(first: {result.skipped[0]})")
+    t = Table(title=escape(f"held-out patch matching: {result.val_pairs} pairs from {result.val_photos} photos "
+                           f"(trained on {result.train_photos})"))
+    for col in ("descriptor", "FPR95 ↓", "top-1 ↑", "loss"):
+        t.add_column(col)
+    names = {"rootsift": "RootSIFT", "untrained": "HardNet, random init", "init": "HardNet, initial weights"}
+    for key, metrics in result.baselines.items():
+        t.add_row(escape(names.get(key, key)), _fmt(metrics["fpr95"]), _fmt(metrics["top1"]), "")
+    for row in result.history:
+        t.add_row(f"HardNet, epoch {row['epoch']}", _fmt(row["val_fpr95"]), _fmt(row["val_top1"]), _fmt(row["loss"]))
+    out_console.print(t)
+    out_console.print(escape(f"regions: {result.detector}; initial weights: {result.init}"))
+    out_console.print(escape(f"checkpoint: {result.out}  (extractor = {{ plugin = \"hesaffnet-hardnet\", "
+                             f"checkpoint = \"{result.out}\" }})"))
+
+
 def main() -> None:
     if os.environ.get("REID_ENGINE_DEBUG"):
         app()
