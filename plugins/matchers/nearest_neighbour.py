@@ -24,6 +24,13 @@ class MnnConfig:
     ratio: float = 0.9
 
 
+@dataclass(frozen=True)
+class SmnnConfig(MnnConfig):
+    """``smnn``: the symmetric ratio test in both directions, 0.95 by default (kornia's choice)."""
+
+    ratio: float = 0.95
+
+
 class MutualNearestNeighbour:
     def __init__(self, config: MnnConfig, device: str) -> None:
         if not 0.0 < config.ratio <= 1.0:
@@ -53,4 +60,9 @@ def register_matchers(register):
         name="mnn", kind="matcher", version="1", config_cls=MnnConfig,
         build=lambda config, device: MutualNearestNeighbour(config, device),
         description="mutual nearest neighbours (+ optional ratio test), kornia",
+    ))
+    register(PluginSpec(
+        name="smnn", kind="matcher", version="1", config_cls=SmnnConfig,
+        build=lambda config, device: MutualNearestNeighbour(config, device),
+        description="symmetric ratio-tested mutual nearest neighbours (kornia match_smnn)",
     ))

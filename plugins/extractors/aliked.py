@@ -1,0 +1,121 @@
+"""``aliked``: ALIKED keypoints and descriptors (kornia), weights from the weights manifest.
+
+Four backbones: ``aliked-n16`` (default), ``aliked-n16rot`` (trained with in-plane rotation),
+``aliked-n32`` and ``aliked-t16`` (tiny). The mask multiplies ALIKED's score map before
+non-maximum suppression, so the whole keypoint budget goes to the animal rather than being
+spent on the background and filtered afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from reid_engine.records import LoadedImage, LocalFeatures
+from reid_engine.registry import PluginSpec, hookimpl
+
+from ._image import mask_tensor, rgb_tensor, too_small
+
+ALIKED_DIMS = {"aliked-t16": 64, "aliked-n16": 128, "aliked-n16rot": 128, "aliked-n32": 128}
+
+
+@dataclass(frozen=True)
+class AlikedConfig:
+    """Options of ``aliked``.
+
+    model                backbone (and the weight of that name in ``reid-engine weights list``)
+    resize               longer side (px) of the image the network sees, at most (0 = as loaded)
+    max_keypoints        keypoints kept per image: the strongest maxima of the score map
+    detection_threshold  > 0 keeps only maxima above it (at most max_keypoints); 0 = top-k
+    nms_radius           non-maximum suppression radius in network pixels
+    region_size          side (network px) of the square region drawn and used by ``fginn``
+    """
+
+    model: Literal["aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16"] = "aliked-n16"
+    resize: int = 1024
+    max_keypoints: int = 2048
+    detection_threshold: float = 0.0
+    nms_radius: int = 2
+    region_size: float = 16.0
+
+
+def load_state(module: torch.nn.Module, weight: str, key: str | None = None, allowed_missing: tuple[str, ...] = ()) -> None:
+    """Load the manifest weight ``weight`` into ``module``; anything but known buffers missing raises."""
+    from reid_engine.errors import ReidError
+    from reid_engine.weights import weight_path
+
+    path = weight_path(weight)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if key is not None:
+        state = state[key]
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k not in allowed_missing]
+    if missing:
+        raise ReidError(f"weight file {path} ({weight}) does not fit the model: missing {', '.join(missing[:5])}")
+
+
+class Aliked:
+    """ALIKED on the device, one image at a time (the images differ in size)."""
+
+    def __init__(self, config: AlikedConfig, device: str) -> None:
+        import kornia.feature as KF
+
+        if config.max_keypoints < 1:
+            raise ValueError(f"aliked.max_keypoints must be at least 1, got {config.max_keypoints}")
+        self.config = config
+        self.device = device
+        self.dim = ALIKED_DIMS[config.model]
+        model = KF.ALIKED(
+            model_name=config.model,
+            max_num_keypoints=config.max_keypoints,
+            detection_threshold=config.detection_threshold,
+            nms_radius=config.nms_radius,
+        )
+        load_state(model, config.model, allowed_missing=("dkd.hw_grid",))
+        self.model = model.to(device).eval()
+
+    @torch.inference_mode()
+    def extract(self, image: LoadedImage) -> LocalFeatures:
+        """Keypoints (N, 2) and square LAFs (N, 2, 3) in ``image.rgb`` pixels, descriptors (N, D)."""
+        import kornia.feature as KF
+
+        hw = image.rgb.shape[:2]
+        rgb, scale = rgb_tensor(image, self.config.resize, self.device)
+        mask = mask_tensor(image.mask, tuple(rgb.shape[-2:]), self.device)
+        if too_small(rgb, mask, min_side=2 * self.config.nms_radius + 8):
+            return LocalFeatures.empty(self.dim, hw)
+        feature_map, score_map = self.model.extract_dense_map(rgb)
+        if mask is not None:
+            score_map = score_map * mask
+        keypoints, scores, _ = self.model.dkd(score_map)
+        if keypoints[0].shape[0] == 0:
+            return LocalFeatures.empty(self.dim, hw)
+        descriptors, _ = self.model.desc_head(feature_map, keypoints)
+        h, w = rgb.shape[-2:]
+        wh = torch.tensor([w - 1, h - 1], device=rgb.device, dtype=torch.float32)
+        kpts = wh * (keypoints[0].float() + 1) / 2.0
+        keep = scores[0] > 0
+        kpts, desc, resp = kpts[keep], descriptors[0][keep], scores[0][keep]
+        if kpts.shape[0] == 0:
+            return LocalFeatures.empty(self.dim, hw)
+        size = torch.full((1, kpts.shape[0], 1, 1), self.config.region_size, device=kpts.device)
+        lafs = KF.laf_from_center_scale_ori(kpts[None], size, torch.zeros_like(size[..., 0]))[0] / scale
+        return LocalFeatures(
+            kpts=(kpts / scale).cpu().numpy().astype(np.float32),
+            desc=desc.float().cpu().numpy().astype(np.float32),
+            scores=resp.float().cpu().numpy().astype(np.float32),
+            lafs=lafs.cpu().numpy().astype(np.float32),
+            image_hw=hw,
+        )
+
+
+@hookimpl
+def register_extractors(register):
+    register(PluginSpec(
+        name="aliked", kind="extractor", version="1", config_cls=AlikedConfig,
+        build=lambda config, device: Aliked(config, device),
+        description="ALIKED keypoints + descriptors (kornia; weights aliked-n16/n16rot/n32/t16)",
+    ))

@@ -1,0 +1,139 @@
+"""``lightglue``: LightGlue (kornia) for the feature types it has weights for here.
+
+``features = "aliked"`` (ALIKED-n16/n32 descriptors, 128-d) or ``"disk"``. Weights come from
+the weights manifest (``lightglue-aliked``, ``lightglue-disk``), never from the network.
+Adaptive depth (early stop once confident) and width (prune points that will not match)
+are on by default; ``-1`` switches either off. Confidence of a match is LightGlue's
+matching score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from reid_engine.records import LocalFeatures, Matches
+from reid_engine.registry import PluginSpec, hookimpl
+
+from ._torch import descriptors, to_matches
+
+
+@dataclass(frozen=True)
+class LightGlueConfig:
+    """Options of ``lightglue``.
+
+    features          descriptor type the weights were trained for (must match the extractor)
+    depth_confidence  early-stop confidence in (0, 1), -1 = run all 9 layers
+    width_confidence  point-pruning confidence in (0, 1), -1 = never prune
+    filter_threshold  matches below this matching score are dropped
+    max_keypoints     strongest keypoints of each image used (0 = all); bounds time and memory
+    batch_size        pairs per forward pass in ``match_many`` when their keypoint counts agree
+                      (a GPU gains from it; point pruning, ``width_confidence`` > 0, runs pairs
+                      one at a time inside kornia, so set it to -1 for batched GPU matching)
+    """
+
+    features: Literal["aliked", "disk"] = "aliked"
+    depth_confidence: float = 0.95
+    width_confidence: float = 0.99
+    filter_threshold: float = 0.1
+    max_keypoints: int = 0
+    batch_size: int = 32
+
+
+def rename_legacy_keys(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """Old LightGlue checkpoints name layers ``self_attn.N``/``cross_attn.N``; kornia wants ``transformers.N.*``."""
+    for i in range(n_layers):
+        for part in ("self_attn", "cross_attn"):
+            old, new = f"{part}.{i}.", f"transformers.{i}.{part}."
+            state = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
+    return state
+
+
+def build_lightglue(config: LightGlueConfig, device: str) -> torch.nn.Module:
+    """kornia LightGlue with the manifest's weights for ``config.features``; eval mode on ``device``."""
+    import kornia.feature as KF
+
+    from reid_engine.errors import ReidError
+    from reid_engine.weights import weight_path
+
+    conf = dict(KF.LightGlue.features[config.features])
+    conf.pop("weights", None)
+    conf.update(
+        depth_confidence=config.depth_confidence,
+        width_confidence=config.width_confidence,
+        filter_threshold=config.filter_threshold,
+    )
+    model = KF.LightGlue(features=None, **conf)
+    path = weight_path(f"lightglue-{config.features}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = rename_legacy_keys(state, model.conf.n_layers)
+    result = model.load_state_dict(state, strict=False)
+    learned = dict(model.named_parameters())
+    missing = [k for k in result.missing_keys if k in learned]
+    if missing:
+        raise ReidError(f"weight file {path} does not fit LightGlue({config.features}): missing {', '.join(missing[:5])}")
+    return model.to(device).eval()
+
+
+def strongest(f: LocalFeatures, limit: int) -> np.ndarray:
+    """Indices (K,) of the ``limit`` strongest keypoints of ``f`` (all when limit is 0)."""
+    if not limit or len(f) <= limit:
+        return np.arange(len(f))
+    return np.sort(np.argsort(-f.scores, kind="stable")[:limit])
+
+
+class LightGlueMatcher:
+    def __init__(self, config: LightGlueConfig, device: str) -> None:
+        for name in ("depth_confidence", "width_confidence"):
+            value = getattr(config, name)
+            if value != -1 and not 0.0 < value < 1.0:
+                raise ValueError(f"lightglue.{name} must lie in (0, 1) or be -1, got {value}")
+        self.config = config
+        self.device = device
+        self.model = build_lightglue(config, device)
+
+    def _side(self, f: LocalFeatures, keep: np.ndarray) -> dict[str, torch.Tensor]:
+        h, w = f.image_hw
+        kpts = torch.from_numpy(np.ascontiguousarray(f.kpts[keep], dtype=np.float32)).to(self.device)
+        desc = descriptors(f, self.device)[torch.from_numpy(keep).to(self.device)]
+        size = torch.tensor([[w, h]], dtype=torch.float32, device=self.device)
+        return {"keypoints": kpts[None], "descriptors": desc[None], "image_size": size}
+
+    def match(self, f1: LocalFeatures, f2: LocalFeatures) -> Matches:
+        return self.match_many([f1], [f2])[0]
+
+    @torch.inference_mode()
+    def match_many(self, first: list[LocalFeatures], second: list[LocalFeatures]) -> list[Matches]:
+        """Matches of each pair (first[i], second[i]); pairs whose keypoint counts agree run as one batch."""
+        limit = self.config.max_keypoints
+        keeps = [(strongest(a, limit), strongest(b, limit)) for a, b in zip(first, second)]
+        out: list[Matches] = [Matches.empty()] * len(first)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (k1, k2) in enumerate(keeps):
+            if len(k1) >= 2 and len(k2) >= 2:
+                groups.setdefault((len(k1), len(k2)), []).append(i)
+        step = max(1, self.config.batch_size)
+        for members in groups.values():
+            for start in range(0, len(members), step):
+                batch = members[start:start + step]
+                sides = [self._side(first[i], keeps[i][0]) for i in batch], [self._side(second[i], keeps[i][1]) for i in batch]
+                data = {f"image{n}": {k: torch.cat([s[k] for s in side]) for k in side[0]} for n, side in enumerate(sides)}
+                result = self.model(data)
+                for i, idx, conf in zip(batch, result["matches"], result["scores"]):
+                    if idx.numel():
+                        idx = idx.cpu().numpy()
+                        pairs = np.stack([keeps[i][0][idx[:, 0]], keeps[i][1][idx[:, 1]]], axis=1)
+                        out[i] = to_matches(torch.from_numpy(pairs), conf)
+        return out
+
+
+@hookimpl
+def register_matchers(register):
+    register(PluginSpec(
+        name="lightglue", kind="matcher", version="1", config_cls=LightGlueConfig,
+        build=lambda config, device: LightGlueMatcher(config, device),
+        description="LightGlue (kornia; weights lightglue-aliked / lightglue-disk), adaptive depth and width",
+    ))
