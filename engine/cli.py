@@ -87,15 +87,16 @@ def run(
     profile_file: Optional[Path] = typer.Option(None, "--profile", help="a custom profile TOML instead of --species"),
     report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    explain_top: int = typer.Option(1, "--explain-top", min=0, help="report.html: match drawings of each query's top K candidates (first pipeline; 0 = none)"),
 ) -> None:
     """Identify each query photo as a known individual or a new one."""
     try:
-        _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet)
+        _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top)
     except (ReidError, OSError) as exc:
         _fail(exc)
 
 
-def _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet) -> None:
+def _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top=1) -> None:
     from .pipeline import RunOptions, run as run_pipeline
 
     title = "reid-engine run"
@@ -113,7 +114,8 @@ def _run(species, gallery, query, split, db, out, top_k, device, profile_file, r
     profile = _profile(species, profile_file)
     table = _table()
     options = RunOptions(profile=profile, db=db or out / "gallery.db", out=out, gallery=gallery, query=query,
-                         split=split, top_k=top_k, device=device, write_report=report, title=title)
+                         split=split, top_k=top_k, device=device, write_report=report, title=title,
+                         explain_top=explain_top)
     result = run_pipeline(options, table, progress=not quiet and sys.stderr.isatty())
     for notice in result.notices:
         _say(err_console, "notice", "yellow", notice)
@@ -225,6 +227,35 @@ def calibrate(
     out_console.print(escape(f"chosen τ = {result.fitted.threshold:.3f}; stored in {db} (later `run --db {db}` uses it)"))
     for path in result.plots.values():
         out_console.print(escape(f"plot: {path}"))
+
+
+@app.command()
+def explain(
+    query: str = typer.Argument(..., metavar="QUERY", help="query photo (an image file)"),
+    gallery_image: str = typer.Argument(..., metavar="GALLERY_IMAGE", help="gallery photo: an image file, or with --db an enrolled image_id"),
+    out: Path = typer.Option(Path("match.png"), "--out", help="PNG to write; without --pipeline, a profile with several pipelines writes OUT-PIPELINE.png for each"),
+    species: Optional[str] = typer.Option(None, "--species", help="species profile whose pipelines are drawn"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile", help="a custom profile TOML instead of --species"),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="draw only this pipeline of the profile"),
+    db: Optional[Path] = typer.Option(None, "--db", help="gallery database: its feature cache is used (and filled), and GALLERY_IMAGE may be an image_id"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    max_width: int = typer.Option(1600, "--max-width", min=200, help="width of the drawing, at most (px)"),
+) -> None:
+    """Draw the matches between two photos: inlier lines coloured by confidence, matched regions as ellipses."""
+    try:
+        from .explain import explain_files
+        from .pipeline import resolve_device
+
+        profile = _profile(species, profile_file)
+        written = explain_files(query, gallery_image, profile, _table(), out, pipeline=pipeline, db=db,
+                                device=resolve_device(device), max_width=max_width)
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    for item in written:
+        ev = item.evidence
+        inliers = f"{ev.n_inliers} inliers" if ev.inliers_known else f"inliers not known ({ev.scorer} gives none)"
+        out_console.print(escape(f"{ev.pipeline}: score {ev.score:g} ({ev.scorer}), {len(ev.matches)} matches, "
+                                 f"{inliers} → {item.path}"), soft_wrap=True)
 
 
 @app.command()
@@ -373,12 +404,12 @@ app.add_typer(train_app, name="train")
 @train_app.command("descriptor")
 def train_descriptor_command(
     photos: Path = typer.Argument(..., metavar="PHOTOS", help="folder of photos, or a manifest CSV (image_id,path,...; its masks/bboxes limit the regions)"),
-    out: Path = typer.Option(..., "--out", help="checkpoint to write, e.g. hardnet.pth (rewritten atomically after every epoch); use it as checkpoint = \"PATH\" of hesaffnet-hardnet"),
+    out: Path = typer.Option(..., "--out", help="checkpoint to write, e.g. hardnet.pth (rewritten atomically after every epoch; detections kept in OUT.regions); use it as checkpoint = \"PATH\" of hesaffnet-hardnet"),
     split: Optional[Path] = typer.Option(None, "--split", help="CSV image_id,split: train only on its gallery rows (never on queries)"),
     epochs: int = typer.Option(5, "--epochs", min=1, help="passes, each over freshly drawn pairs"),
     pairs: int = typer.Option(20000, "--pairs", min=8, help="training patch pairs drawn per epoch (each region at most once)"),
     batch_size: int = typer.Option(512, "--batch-size", min=8, help="pairs per batch; the hardest negative is mined within it (HardNet: 1024)"),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (HardNet paper: momentum 0.9, weight decay 1e-4) | adam"),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd (the HardNet reference: momentum 0.9, weight decay 1e-4; needs many more pairs)"),
     lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="initial learning rate, decayed linearly to 0 [default: sgd 0.1, adam 0.001]"),
     val_share: float = typer.Option(0.2, "--val-share", help="share of PHOTOS held out (whole photos) to measure FPR95 / top-1 on"),
     val_pairs: int = typer.Option(2000, "--val-pairs", min=16, help="held-out pairs measured"),

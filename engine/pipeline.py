@@ -46,6 +46,7 @@ class RunOptions:
     device: str = "auto"
     write_report: bool = True
     title: str = "reid-engine run"
+    explain_top: int = 1  # report.html: match drawings of each query's top-K candidates (0 = none)
 
 
 @dataclass
@@ -260,7 +261,15 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                        threshold=fitted.confidence_threshold if fitted else profile.decision.threshold,
                        calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)")
     if options.out is not None:
-        _write_outputs(result, options)
+        evidence = None
+        if options.write_report and options.explain_top > 0 and components.pipelines:
+            from .explain import ReportEvidence
+
+            evidence = ReportEvidence(components.pipelines[0], options.db, profile.image,
+                                      {r.image_id: (r, q_hashes[r.image_id]) for r in queries},
+                                      {g.image_id: (gallery_record(g), g_hashes[g.image_id]) for g in gallery},
+                                      top=options.explain_top)
+        _write_outputs(result, options, evidence)
     return result
 
 
@@ -355,7 +364,7 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     return predictions
 
 
-def _write_outputs(result: RunResult, options: RunOptions) -> None:
+def _write_outputs(result: RunResult, options: RunOptions, evidence=None) -> None:
     from .outputs import write_errors, write_json, write_predictions, write_ranking
 
     out = Path(options.out)
@@ -374,6 +383,9 @@ def _write_outputs(result: RunResult, options: RunOptions) -> None:
         flat = {"profile": options.profile.name, "database": str(options.db),
                 "threshold": round(result.threshold, 4), "calibration": result.calibration, **result.counts,
                 **{k: v for k, v in result.metrics.items()}, **{k: round(v, 2) for k, v in result.timings.items()}}
-        paths["report.html"] = write_report(out / "report.html", result.predictions, title=options.title,
-                                            summary=flat, errors=result.errors)
+        with evidence if evidence is not None else nullcontext():
+            paths["report.html"] = write_report(out / "report.html", result.predictions, title=options.title,
+                                                summary=flat, errors=result.errors, evidence=evidence)
+        if evidence is not None:
+            result.timings["explain_s"] = evidence.seconds
     result.outputs = paths

@@ -7,7 +7,9 @@ Content-Security-Policy forbids any other resource. Every text is escaped.
 Memory and size stay bounded: each image is decoded at reduced size where the format allows
 (JPEG draft mode), shrunk to a thumbnail and dropped; the report is streamed to disk query by
 query; each distinct image's thumbnail is written once, as a CSS class that every later use
-refers to, so a gallery image shown for many queries costs its bytes only once.
+refers to, so a gallery image shown for many queries costs its bytes only once. Match
+drawings (optional, made by the caller one query at a time) are inline JPEGs in a collapsed
+``<details>`` under their query's row.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numbers
 import os
 import warnings
 from base64 import b64encode
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -55,6 +57,7 @@ def write_report(
     thumb_px: int = 160,
     mask_outlines: bool = False,
     masks: Mapping[str, str | Path] | None = None,
+    evidence: Callable[[Prediction], Sequence[tuple[str, bytes]]] | None = None,
 ) -> Path:
     """Write the HTML report to ``path`` (parents created) and return ``path``.
 
@@ -74,6 +77,11 @@ def write_report(
     id: query ``image_id`` / candidate ``gallery_image_id``; non-zero pixels are foreground,
     in the frame of the upright image) when there is one, else the image's own alpha channel
     when it has one; images with neither are shown as they are.
+
+    ``evidence``, when given, is called with each prediction as its row is written and returns
+    ``(caption, JPEG bytes)`` match drawings (see :class:`reid_engine.explain.ReportEvidence`);
+    they are shown under the row in a collapsed "match drawing" section that opens on click. A
+    drawing that fails is replaced by a note saying why; the report is written regardless.
     """
     if thumb_px < 8:
         raise ValueError(f"thumb_px must be >= 8, got {thumb_px}")
@@ -83,7 +91,7 @@ def write_report(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            _write_document(out, predictions, title, summary, errors, thumbs)
+            _write_document(out, predictions, title, summary, errors, thumbs, evidence)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -338,6 +346,12 @@ section.errors{padding:6px 24px 32px}
 table.err{border-collapse:collapse;width:100%;background:var(--card);border:1px solid var(--line);font-size:12.5px}
 table.err th,table.err td{padding:5px 10px;border-top:1px solid var(--line);text-align:left;vertical-align:top;overflow-wrap:anywhere}
 table.err th{background:#eef0f3;font-weight:600}
+section.query{flex-wrap:wrap}
+.cands{flex-basis:0}
+.evidence{flex:1 0 100%;margin:0;font-size:13px}
+details.evidence summary{cursor:pointer;color:var(--known);font-weight:600;padding:2px 0}
+details.evidence figure{margin:6px 0 0}
+details.evidence img{display:block;max-width:100%;height:auto;border-radius:6px}
 """
 
 _JS = """
@@ -367,6 +381,7 @@ def _write_document(
     summary: Mapping[str, object],
     errors: Sequence[ImageError],
     thumbs: _ThumbWriter,
+    evidence: Callable[[Prediction], Sequence[tuple[str, bytes]]] | None = None,
 ) -> None:
     n = len(predictions)
     n_known = sum(1 for p in predictions if p.decision == "known")
@@ -404,7 +419,7 @@ def _write_document(
     if not predictions:
         out.write('<div class="empty">No queries.</div>\n')
     for p in predictions:
-        out.write(_query_row(p, thumbs))
+        out.write(_query_row(p, thumbs, evidence))
     out.write("</main>\n")
 
     out.write(_errors_section(errors))
@@ -423,7 +438,8 @@ def _thumb_html(thumbs: _ThumbWriter, image_path: str, image_id: str) -> str:
     return f'{style}<div class="th {cls}" role="img" aria-label="{_e(image_id)}" title="{_e(image_path)}"></div>'
 
 
-def _query_row(p: Prediction, thumbs: _ThumbWriter) -> str:
+def _query_row(p: Prediction, thumbs: _ThumbWriter,
+               evidence: Callable[[Prediction], Sequence[tuple[str, bytes]]] | None = None) -> str:
     cands = sorted(p.candidates, key=lambda c: c.rank)
     decision = "known" if p.decision == "known" else "new"
     if p.truth is None:
@@ -476,8 +492,30 @@ def _query_row(p: Prediction, thumbs: _ThumbWriter) -> str:
             parts.extend(f"<span>{_e(name)}: {_e(_fmt_score(v))}</span>" for name, v in c.pipeline_scores.items())
             parts.append("</div>")
         parts.append("</figcaption></figure>")
-    parts.append("</div>\n</section>\n")
+    parts.append("</div>\n")
+    if evidence is not None:
+        parts.append(_evidence_html(p, evidence))
+    parts.append("</section>\n")
     return "".join(parts)
+
+
+def _evidence_html(p: Prediction, evidence: Callable[[Prediction], Sequence[tuple[str, bytes]]]) -> str:
+    """The row's match drawings in a collapsed ``<details>``, or a note why there are none."""
+    try:
+        figures = list(evidence(p))
+    except Exception as exc:  # noqa: BLE001 - a drawing must never cost the report
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return f'<div class="evidence note">match drawing unavailable ({_e(reason)})</div>\n'
+    if not figures:
+        return ""
+    label = "match drawing" + ("s" if len(figures) > 1 else "")
+    summary = f'{label} <span class="lbl">{_e(" · ".join(caption for caption, _ in figures))}</span>'
+    body = "".join(
+        f'<figure><img loading="lazy" alt="{_e(caption)}" title="{_e(caption)}" '
+        f'src="data:image/jpeg;base64,{b64encode(data).decode("ascii")}"></figure>'
+        for caption, data in figures
+    )
+    return f'<details class="evidence"><summary>{summary}</summary>{body}</details>\n'
 
 
 def _kv_table(rows: Iterable[tuple[object, object]], caption: str | None = None) -> str:

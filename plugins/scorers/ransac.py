@@ -2,7 +2,8 @@
 
 Homography, affine or fundamental matrix, fitted with OpenCV's USAC (MAGSAC++ by default).
 The reprojection threshold is a fraction of the longer image side, so it means the same at
-any resolution. Fewer matches than the model needs give a score of 0.
+any resolution. Fewer matches than the model needs give a score of 0. ``inliers()`` returns
+the inlier mask itself, for drawings (``reid-engine explain``).
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ class RansacInliers:
     def __init__(self, config: RansacConfig) -> None:
         self.config = config
 
-    def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
+    def inliers(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> np.ndarray:
+        """bool (M,): the matches consistent with the fitted model; all False when none fits
+        (too few matches, a degenerate configuration)."""
         import cv2
 
         c = self.config
+        none = np.zeros(len(matches), bool)
         if len(matches) < max(MIN_MATCHES[c.model], 5):
-            return 0.0
+            return none
         p1 = f1.kpts[matches.idx[:, 0]].astype(np.float64)
         p2 = f2.kpts[matches.idx[:, 1]].astype(np.float64)
         thr = c.threshold * float(max(f2.image_hw) or max(p2.max(0) - p2.min(0)) or 1.0)
@@ -55,12 +59,14 @@ class RansacInliers:
             else:
                 _, inl = cv2.findFundamentalMat(p1, p2, method, thr, c.confidence, c.max_iters)
         except cv2.error:
-            return 0.0
+            return none
         if inl is None:
-            return 0.0
-        inl = inl.reshape(-1).astype(bool)
-        return float(matches.conf[inl].sum() if c.weighted else inl.sum())
+            return none
+        return inl.reshape(-1).astype(bool)
 
+    def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
+        inl = self.inliers(f1, f2, matches)
+        return float(matches.conf[inl].sum() if self.config.weighted else inl.sum())
 
 @hookimpl
 def register_scorers(register):
