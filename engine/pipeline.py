@@ -26,7 +26,8 @@ from .features import FeatureCache, ensure_features, load_and_prepare
 from .fusion import aggregate, decide, fuse, fuse_raw, logistic_calibration
 from .images import ImageDecodeError, content_hash
 from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
-from .records import NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LoadedImage, Manifest, Prediction
+from .records import (NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches,
+                      Prediction)
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
 METADATA_FIELDS = ("bbox", "mask_path", "segmentation", "date", "orientation", "species", "sequence", "keypoints")
@@ -294,6 +295,14 @@ def _shortlist_stage(components: Components, db: GalleryDatabase, cache: Feature
     return shortlist(q_emb, g_emb, profile.shortlist.top_b, pooled, identity_of)
 
 
+def match_pairs(matcher, queries: list[LocalFeatures], gallery: LocalFeatures) -> list[Matches]:
+    """Matches of each query's features against one gallery image's: in one call when the
+    matcher batches pairs (``match_many(list_a, list_b)``, e.g. LightGlue on a GPU), else pair by pair."""
+    if hasattr(matcher, "match_many") and len(queries) > 1:
+        return matcher.match_many(queries, [gallery] * len(queries))
+    return [matcher.match(fq, gallery) for fq in queries]
+
+
 def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, gallery_hashes: list[str],
                  query_hashes: list[str], advance: Callable[[int], None]) -> dict[str, np.ndarray]:
     """Raw score per pipeline, float (N_q, B), NaN where not scored.
@@ -313,12 +322,12 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
             pairs_of[int(index[qi, col])].append((qi, col))
     for g_row in sorted(pairs_of):
         g_features = {key: cache.get(gallery_hashes[g_row], ex) for key, ex in extractors.items()}
-        for qi, col in pairs_of[g_row]:
-            for p in pipelines:
-                fq, fg = query_features[p.extractor.cache_id][qi], g_features[p.extractor.cache_id]
-                if fq is None or fg is None:
-                    continue
-                matches = p.matcher.obj.match(fq, fg)
+        for p in pipelines:
+            fg = g_features[p.extractor.cache_id]
+            todo = [(qi, col) for qi, col in pairs_of[g_row] if fg is not None
+                    and query_features[p.extractor.cache_id][qi] is not None]
+            queries = [query_features[p.extractor.cache_id][qi] for qi, _ in todo]
+            for (qi, col), fq, matches in zip(todo, queries, match_pairs(p.matcher.obj, queries, fg)):
                 raw[p.name][qi, col] = p.scorer.obj.score(fq, fg, matches)
         advance(len(pairs_of[g_row]))
     return raw
