@@ -23,14 +23,25 @@ def _image(kind: str = "texture", size=(160, 200), mask=None) -> LoadedImage:
     return LoadedImage(ImageRecord("x", "x.png"), rgb, mask, "0" * 64, size)
 
 
-def _build(kind, name):
+# extractors whose defaults need weights that cannot be had here get weight-free options;
+# test_hesaffnet.py covers them with the weights
+WEIGHT_FREE = {"descriptor": "rootsift", "affine": False, "upright": True}
+CONTRACT_OPTIONS = {"hesaffnet-hardnet": WEIGHT_FREE, "keynet-affnet-hardnet": WEIGHT_FREE}
+
+
+def _build(kind, name, options=None):
     spec = TABLE.get(kind, name)
-    return spec.build(spec.make_config({}), "cpu")
+    return spec.build(spec.make_config(options or {}), "cpu")
 
 
 @pytest.mark.parametrize("name", TABLE.names("extractor"))
 def test_extractor_contract(name):
-    extractor = _build("extractor", name)
+    from reid_engine.weights import MissingWeights
+
+    try:
+        extractor = _build("extractor", name, CONTRACT_OPTIONS.get(name))
+    except MissingWeights as exc:  # e.g. Key.Net, which ships in no package: import it to run this
+        pytest.skip(str(exc).splitlines()[0])
     f = extractor.extract(_image())
     n = len(f)
     assert n > 0
