@@ -233,10 +233,10 @@ def calibrate(
 def explain(
     query: str = typer.Argument(..., metavar="QUERY", help="query photo (an image file)"),
     gallery_image: str = typer.Argument(..., metavar="GALLERY_IMAGE", help="gallery photo: an image file, or with --db an enrolled image_id"),
-    out: Path = typer.Option(Path("match.png"), "--out", help="PNG to write; without --pipeline, a profile with several pipelines writes OUT-PIPELINE.png for each"),
+    out: Path = typer.Option(Path("match.png"), "--out", help="drawing to write, .png or .jpg/.jpeg (the format follows the suffix); without --pipeline, a profile with several pipelines writes OUT-PIPELINE.png (or .jpg) for each"),
     species: Optional[str] = typer.Option(None, "--species", help="species profile whose pipelines are drawn"),
     profile_file: Optional[Path] = typer.Option(None, "--profile", help="a custom profile TOML instead of --species"),
-    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="draw only this pipeline of the profile"),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="draw only this pipeline of the profile (only it is built: the others' plugins and weights are not needed)"),
     db: Optional[Path] = typer.Option(None, "--db", help="gallery database: its feature cache is used (and filled), and GALLERY_IMAGE may be an image_id"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     max_width: int = typer.Option(1600, "--max-width", min=200, help="width of the drawing, at most (px)"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -262,16 +261,22 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                        threshold=fitted.confidence_threshold if fitted else profile.decision.threshold,
                        calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)")
     if options.out is not None:
-        evidence = None
+        make_evidence = None
         if options.write_report and options.explain_top > 0 and components.pipelines:
-            from .explain import ReportEvidence
+            def make_evidence():  # called by _write_report, which writes the report without drawings if this fails
+                from .explain import ReportEvidence
 
-            evidence = ReportEvidence(components.pipelines[0], options.db, profile.image,
+                return ReportEvidence(components.pipelines[0], options.db, profile.image,
                                       {r.image_id: (r, q_hashes[r.image_id]) for r in queries},
                                       {g.image_id: (gallery_record(g), g_hashes[g.image_id]) for g in gallery},
                                       top=options.explain_top)
-        _write_outputs(result, options, evidence)
+        _write_outputs(result, options, make_evidence)
     return result
+
+
+def _no_drawings(exc: BaseException) -> str:
+    return (f"report.html has no match drawings: they could not be prepared ({type(exc).__name__}: {exc}); "
+            "`reid-engine explain QUERY GALLERY_IMAGE` draws one pair and shows the full error")
 
 
 def _shortlist_stage(components: Components, db: GalleryDatabase, cache: FeatureCache, profile: Profile,
@@ -373,7 +378,7 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     return predictions
 
 
-def _write_outputs(result: RunResult, options: RunOptions, evidence=None) -> None:
+def _write_outputs(result: RunResult, options: RunOptions, make_evidence: Callable[[], object] | None = None) -> None:
     from .outputs import write_errors, write_json, write_predictions, write_ranking
 
     out = Path(options.out)
@@ -385,16 +390,63 @@ def _write_outputs(result: RunResult, options: RunOptions, evidence=None) -> Non
     summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
                "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
                "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
-    write_json(paths["summary.json"], summary)
-    if options.write_report:
-        from .report import write_report
+    try:
+        if options.write_report:
+            paths["report.html"] = _write_report(out / "report.html", result, options, make_evidence)
+    finally:  # last, so that it has the report's notices and timings; written even if the report fails
+        write_json(paths["summary.json"], summary)
+    result.outputs = paths
 
+
+def _write_report(path: Path, result: RunResult, options: RunOptions,
+                  make_evidence: Callable[[], object] | None = None) -> Path:
+    """report.html, with the match drawings of ``make_evidence()`` (a ReportEvidence) when they can be made.
+
+    The report never depends on the drawings: if they cannot be prepared (import, gallery
+    database that cannot be opened...) or they break the report, it is written without them; a
+    single drawing that fails is a note in its row (report.py). Each case adds a notice to
+    ``result.notices`` (so to the CLI and summary.json); lost drawings are also said in the
+    report's header table.
+    """
+    from .report import write_report
+
+    def write(evidence, notice: str = "") -> Path:
         flat = {"profile": options.profile.name, "database": str(options.db),
                 "threshold": round(result.threshold, 4), "calibration": result.calibration, **result.counts,
                 **{k: v for k, v in result.metrics.items()}, **{k: round(v, 2) for k, v in result.timings.items()}}
-        with evidence if evidence is not None else nullcontext():
-            paths["report.html"] = write_report(out / "report.html", result.predictions, title=options.title,
-                                                summary=flat, errors=result.errors, evidence=evidence)
-        if evidence is not None:
-            result.timings["explain_s"] = evidence.seconds
-    result.outputs = paths
+        if notice:
+            flat["match drawings"] = notice
+        return write_report(path, result.predictions, title=options.title, summary=flat, errors=result.errors,
+                            evidence=evidence)
+
+    def without(exc: BaseException) -> Path:
+        notice = _no_drawings(exc)
+        result.notices.append(notice)
+        return write(None, notice)
+
+    if make_evidence is None:
+        return write(None)
+    try:
+        evidence = make_evidence()
+        evidence.__enter__()  # opens the gallery database (locked, unreadable... : no drawings)
+    except Exception as exc:  # noqa: BLE001 - the drawings must never cost the report
+        return without(exc)
+    try:
+        report = write(evidence)
+    except Exception as exc:  # noqa: BLE001
+        report = None
+        failure = exc
+    finally:
+        try:
+            evidence.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001 - closing a read-only use of the database
+            pass
+        result.timings["explain_s"] = evidence.seconds
+    if report is None:
+        if isinstance(failure, OSError):  # report.html itself cannot be written: not the drawings' fault
+            raise failure
+        return without(failure)
+    if evidence.failed:
+        result.notices.append(f"report.html: match drawings failed for {evidence.failed} of "
+                              f"{len(result.predictions)} queries; their rows say why (first: {evidence.first_failure})")
+    return report

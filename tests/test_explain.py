@@ -1,9 +1,11 @@
-"""Match drawings: ``engine/explain.py``, ``reid-engine explain`` and the drawings in report.html."""
+"""Match drawings: ``engine/drawing.py``, ``engine/explain.py``, ``reid-engine explain`` and report.html's drawings."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reid_engine.explain import _CAPTION_H, draw_matches, encode_jpeg, save_png
+from reid_engine.drawing import _CAPTION_H, draw_matches, encode_jpeg, save_png
+from reid_engine.errors import ReidError, UsageError
 from reid_engine.records import LocalFeatures, Matches, Prediction, Candidate
 from tests.conftest import run_cli
 
@@ -114,6 +117,39 @@ def test_save_png_and_jpeg(tmp_path):
         assert im.format == "PNG" and im.size == (rgb.shape[1], rgb.shape[0])
     with Image.open(io.BytesIO(encode_jpeg(rgb))) as im:
         assert im.format == "JPEG"
+    for name in ("m.jpg", "m.JPEG"):  # the format follows the suffix
+        with Image.open(save_png(tmp_path / name, rgb)) as im:
+            assert im.format == "JPEG"
+
+
+def _read(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_save_png_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    old, new = _grey((20, 30), 10), _grey((20, 30), 240)
+    target = save_png(tmp_path / "m.png", old)
+    save_png(target, new)  # replaced in place
+    assert os.listdir(tmp_path) == ["m.png"] and np.array_equal(_read(target), new)
+
+    def broken(self, fp, *args, **kwargs):  # dies half way through writing
+        fp.write(b"\x89PNG half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken)
+    with pytest.raises(ReidError, match="No space left on device.*--out"):
+        save_png(target, old)
+    assert os.listdir(tmp_path) == ["m.png"]  # no temp file left behind...
+    monkeypatch.undo()
+    assert np.array_equal(_read(target), new)  # ...and the old drawing is intact
+
+
+def test_save_png_rejects_other_suffixes_naming_out(tmp_path):
+    for name in ("m.gif", "m.webp", "m"):
+        with pytest.raises(UsageError, match="--out"):
+            save_png(tmp_path / name, _grey((8, 8)))
+    assert os.listdir(tmp_path) == []
 
 
 def test_ransac_inliers_agree_with_its_score():
@@ -154,6 +190,31 @@ def test_match_pair_without_an_inlier_set_draws_all_and_says_so():
     assert _coloured_pixels(rgb) > 50
 
 
+def test_a_plugin_failing_on_the_pair_is_one_reid_error_line():
+    from types import SimpleNamespace
+
+    from reid_engine.explain import match_pair
+
+    f = _features(10, (50, 50), 12)
+
+    def fails(exc):
+        def call(*args):
+            raise exc
+        return call
+
+    def pipeline(match, score):
+        return SimpleNamespace(
+            name="p", matcher=SimpleNamespace(obj=SimpleNamespace(match=match), spec=SimpleNamespace(name="mnn")),
+            scorer=SimpleNamespace(obj=SimpleNamespace(score=score), spec=SimpleNamespace(name="ransac-inliers")))
+
+    ok_match, ok_score = (lambda a, b: _matches(10, 4)), (lambda a, b, m: 4.0)
+    with pytest.raises(ReidError) as err:
+        match_pair(pipeline(fails(ValueError("descriptors differ:\n 128 vs 256")), ok_score), f, f)
+    assert str(err.value) == ("pipeline 'p': matcher 'mnn' failed on this pair: descriptors differ: 128 vs 256")
+    with pytest.raises(ReidError, match=r"^pipeline 'p': scorer 'ransac-inliers' failed on this pair: CUDA out of"):
+        match_pair(pipeline(ok_match, fails(RuntimeError("CUDA out of memory"))), f, f)
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -175,6 +236,65 @@ def test_report_embeds_drawings_and_survives_a_failing_one(tmp_path):
     assert html.count('<details class="evidence">') == 1
     assert "#1 seal_1: 12 inliers (sift)" in html and "data:image/jpeg;base64," in html
     assert "match drawing unavailable (OSError: g1.png: file not found)" in html
+
+
+def _report_inputs(tmp_path, fast_profile):
+    from reid_engine.pipeline import RunOptions, RunResult
+    from reid_engine.registry.profiles import load_profile_file
+
+    img = tmp_path / "a.png"
+    Image.fromarray(_grey((40, 40))).save(img)
+    cand = Candidate(1, "seal_1", 0.9, "g1", str(img))
+    preds = [Prediction(q, str(img), "seal_1", 0.9, "known", (cand,)) for q in ("q1", "q2")]
+    result = RunResult(preds, [], {}, {}, {}, threshold=0.5)
+    options = RunOptions(profile=load_profile_file(fast_profile), db=tmp_path / "g.db", out=tmp_path / "out")
+    return result, options, img
+
+
+def test_report_is_written_without_drawings_when_the_database_cannot_be_opened(tmp_path, fast_profile):
+    from reid_engine.explain import ReportEvidence
+    from reid_engine.pipeline import _write_report
+    from reid_engine.records import ImageRecord
+
+    result, options, img = _report_inputs(tmp_path, fast_profile)
+    folder = tmp_path / "not-a-db"
+    folder.mkdir()
+    queries = {p.image_id: (ImageRecord(p.image_id, img), "h") for p in result.predictions}
+    path = _write_report(tmp_path / "report.html", result, options,
+                         lambda: ReportEvidence(None, folder, options.profile.image, queries, {}))
+    html = path.read_text()
+    assert '<details class="evidence">' not in html and "<figure><img" not in html
+    assert len(result.notices) == 1 and "has no match drawings" in result.notices[0]
+    assert "is a folder" in result.notices[0] and "match drawings" in html and "is a folder" in html
+
+    result.notices.clear()  # the drawing code itself cannot even be prepared: same
+    path = _write_report(tmp_path / "report.html", result, options, lambda: 1 / 0)
+    assert "ZeroDivisionError" in result.notices[0] and "ZeroDivisionError" in path.read_text()
+
+
+def test_failed_drawings_are_counted_in_a_notice(tmp_path, fast_profile):
+    from types import SimpleNamespace
+
+    from reid_engine.explain import ReportEvidence
+    from reid_engine.pipeline import _write_report
+    from reid_engine.records import ImageRecord
+
+    result, options, img = _report_inputs(tmp_path, fast_profile)
+    extractor = SimpleNamespace(cache_id=("sift", "1", "0" * 16), spec=SimpleNamespace(name="sift"))
+    queries = {p.image_id: (ImageRecord(p.image_id, img), "0" * 64) for p in result.predictions}
+    gallery = {"g1": (ImageRecord("g1", img), "0" * 64)}
+    evidence = []
+
+    def make():
+        evidence.append(ReportEvidence(SimpleNamespace(extractor=extractor), tmp_path / "empty.db",
+                                       options.profile.image, queries, gallery))
+        return evidence[0]
+
+    html = _write_report(tmp_path / "report.html", result, options, make).read_text()
+    assert html.count("match drawing unavailable") == 2 and "no cached sift features" in html
+    assert evidence[0].failed == 2 and evidence[0]._db is None  # closed again
+    assert len(result.notices) == 1 and "failed for 2 of 2 queries" in result.notices[0]
+    assert "explain_s" in result.timings
 
 
 def _subset(src: Path, dst: Path, keep) -> Path:
@@ -242,10 +362,44 @@ def test_explain_cli_usage_errors_exit_2(seal_data, fast_profile, tmp_path):
                      "--out", str(tmp_path / "m.png"))
     assert result.returncode == 2 and "'bogus'" in result.stderr and "sift-mnn" in result.stderr
     assert not (tmp_path / "m.png").exists()
+    result = run_cli("explain", str(first), str(first), "--profile", str(fast_profile), "--out", str(tmp_path / "m.gif"))
+    assert result.returncode == 2 and "--out" in result.stderr and ".gif" in result.stderr
+    assert "Traceback" not in result.stderr and os.listdir(tmp_path) == []
+
+
+def test_explain_pipeline_builds_only_that_pipeline(seal_data, fast_profile, tmp_path, monkeypatch):
+    """A second pipeline whose extractor needs a weight that is not installed does not block --pipeline."""
+    from reid_engine.explain import explain_files
+    from reid_engine.registry import PluginTable
+    from reid_engine.registry.profiles import load_profile_file
+    from reid_engine.weights import MissingWeights
+
+    two = tmp_path / "two.toml"
+    two.write_text(fast_profile.read_text() + textwrap.dedent('''
+        [[pipelines]]
+        name = "hardnet-mnn"
+        extractor = { plugin = "hesaffnet-hardnet", max_keypoints = 100 }
+        matcher = { plugin = "mnn" }
+        scorer = { plugin = "ransac-inliers" }
+    '''))
+    empty_home = {"TORCH_HOME": str(tmp_path / "empty-torch-home")}
+    first, second = _two_seal_images(seal_data)
+    out = tmp_path / "m.jpg"
+    result = run_cli("explain", str(first), str(second), "--profile", str(two), "--pipeline", "sift-mnn",
+                     "--out", str(out), "--device", "cpu", env=empty_home)
+    assert result.returncode == 0, result.stderr
+    assert "sift-mnn: score" in result.stdout and "hardnet" not in result.stdout + result.stderr
+    with Image.open(out) as im:
+        assert im.format == "JPEG"
+    # the same profile without --pipeline builds both, and stops at the missing weight
+    monkeypatch.setenv("TORCH_HOME", empty_home["TORCH_HOME"])
+    with pytest.raises(MissingWeights, match="HardNet"):
+        explain_files(str(first), str(second), load_profile_file(two), PluginTable.discover(), tmp_path / "all.png")
+    assert not list(tmp_path.glob("all*"))
 
 
 def test_laf_ellipse_is_the_image_of_the_unit_circle():
-    from reid_engine.explain import _ellipses
+    from reid_engine.drawing import _ellipses
 
     theta = np.radians(30)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
