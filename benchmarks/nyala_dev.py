@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def main() -> None:
     record = {"profile": profile.name, "profile_source": profile.source, "split": args.split,
               "metrics": result.metrics, "stages": analyse(result), "runs": runs, "calibration": calibration,
               "ece_on_queries": ece_on_queries(result, profile, db) if args.calibrate else None, "machine": machine(), "errors": len(result.errors),
-              "command": f"python benchmarks/nyala_dev.py --species {args.species} --split {args.split}"}
+              "command": "python benchmarks/nyala_dev.py " + " ".join(sys.argv[1:])}
     suffix = "-calibrated" if args.calibrate else ""
     out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}{suffix}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")

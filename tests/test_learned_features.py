@@ -7,6 +7,7 @@ import pytest
 
 from reid_engine.records import ImageRecord, LoadedImage
 from reid_engine.registry import PluginTable
+from reid_engine.errors import UsageError
 from reid_engine.registry.spec import ConfigError
 
 TABLE = PluginTable.discover()
@@ -91,7 +92,7 @@ def test_fginn_matches_with_lafs_and_refuses_without():
     matcher = _build("matcher", "fginn")
     assert len(matcher.match(f, f)) > 0.3 * len(f)
     f.lafs = None
-    with pytest.raises(ValueError, match="affine frames"):
+    with pytest.raises(UsageError, match="affine frames"):
         matcher.match(f, f)
 
 
@@ -106,3 +107,20 @@ def test_lightglue_batched_pairs_give_the_single_pair_matches():
         single = matcher.match(a, b)
         assert len(m) > 50 and np.array_equal(m.idx, single.idx)
         assert np.allclose(m.conf, single.conf, atol=1e-4)
+
+
+def test_lightglue_refuses_descriptors_of_another_kind():
+    f = _build("extractor", "aliked", model="aliked-t16", max_keypoints=128).extract(_loaded(_texture()))
+    assert f.desc.shape[1] == 64
+    with pytest.raises(UsageError, match="128-d aliked descriptors"):
+        _build("matcher", "lightglue").match(f, f)
+    with pytest.raises(ValueError, match="max_keypoints"):
+        _build("matcher", "lightglue", max_keypoints=-1)
+
+
+def test_upright_sift_has_no_duplicate_keypoints():
+    f = _build("extractor", "sift", upright=True).extract(_loaded(_texture()))
+    assert len(f) > 20 and (f.lafs[:, 0, 1] == 0).all()
+    assert len(np.unique(f.kpts.round(3), axis=0)) == len(f)
+    m = _build("matcher", "smnn").match(f, f)
+    assert len(m) > 0.9 * len(f)  # no twin descriptors to fail the ratio test

@@ -115,3 +115,19 @@ def test_embedder_contract(name, features):
     emb = embedder.embed(items)
     assert emb.shape[0] == 2 and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert abs(np.linalg.norm(emb[0]) - 1) < 1e-4
+
+
+def test_ransac_one_to_one_counts_each_keypoint_once(features):
+    from reid_engine.plugins.scorers.ransac import one_to_one
+
+    m = _build("matcher", "mnn").match(features, features)
+    # many-to-one: every match repeated with its gallery keypoint fixed to the first one's
+    crowd = Matches(np.concatenate([m.idx, np.stack([m.idx[:, 0], np.full(len(m), m.idx[0, 1])], 1)]),
+                    np.concatenate([m.conf, m.conf * 0.5]))
+    keep = one_to_one(crowd, np.ones(len(crowd), bool))
+    assert keep.sum() == len(m) and keep[: len(m)].all()
+    plain = _build("scorer", "ransac-inliers").score(features, features, m)
+    strict = TABLE.get("scorer", "ransac-inliers")
+    strict = strict.build(strict.make_config({"one_to_one": True}), "cpu")
+    assert strict.score(features, features, m) == plain  # mutual matches are one-to-one already
+    assert strict.score(features, features, crowd) <= plain

@@ -66,8 +66,9 @@ class Sift:
         if min(h, w) < 16 or (mask is not None and np.count_nonzero(mask) < 16):
             return LocalFeatures.empty(SIFT_DIM, hw)
         keypoints = self.sift.detect(grey, mask)
-        if self.config.upright:
-            keypoints = [cv2.KeyPoint(k.pt[0], k.pt[1], k.size, 0.0, k.response, k.octave) for k in keypoints]
+        if self.config.upright:  # OpenCV repeats a keypoint once per dominant angle: keep one upright copy
+            unique = {(k.pt, k.size, k.octave): k for k in sorted(keypoints, key=lambda k: k.response)}
+            keypoints = [cv2.KeyPoint(k.pt[0], k.pt[1], k.size, 0.0, k.response, k.octave) for k in unique.values()]
         keypoints = sorted(keypoints, key=lambda k: -k.response)[: self.config.max_keypoints]
         if not keypoints:
             return LocalFeatures.empty(SIFT_DIM, hw)

@@ -41,7 +41,10 @@ class Fginn:
         if len(f1) < 2 or len(f2) < 2:
             return Matches.empty()
         if f1.lafs is None or f2.lafs is None:
-            raise ValueError("fginn needs local affine frames; the extractor gives none (use mnn or smnn)")
+            from reid_engine.errors import UsageError
+
+            raise UsageError("fginn needs local affine frames (regions), and this pipeline's extractor gives none: "
+                             "use mnn or smnn as its matcher")
         lafs1 = torch.from_numpy(np.ascontiguousarray(f1.lafs)).to(self.device)[None]
         lafs2 = torch.from_numpy(np.ascontiguousarray(f2.lafs)).to(self.device)[None]
         c = self.config

@@ -31,8 +31,9 @@ class LightGlueConfig:
     filter_threshold  matches below this matching score are dropped
     max_keypoints     strongest keypoints of each image used (0 = all); bounds time and memory
     batch_size        pairs per forward pass in ``match_many`` when their keypoint counts agree
-                      (a GPU gains from it; point pruning, ``width_confidence`` > 0, runs pairs
-                      one at a time inside kornia, so set it to -1 for batched GPU matching)
+                      (a GPU gains from it; with point pruning on, ``width_confidence`` > 0,
+                      kornia runs the pairs one at a time, so set ``width_confidence = -1``
+                      for batched GPU matching)
     """
 
     features: Literal["aliked", "disk"] = "aliked"
@@ -91,9 +92,21 @@ class LightGlueMatcher:
             value = getattr(config, name)
             if value != -1 and not 0.0 < value < 1.0:
                 raise ValueError(f"lightglue.{name} must lie in (0, 1) or be -1, got {value}")
+        if config.max_keypoints < 0:
+            raise ValueError(f"lightglue.max_keypoints must be 0 (all) or positive, got {config.max_keypoints}")
         self.config = config
         self.device = device
         self.model = build_lightglue(config, device)
+
+    def _check(self, f: LocalFeatures) -> None:
+        from reid_engine.errors import UsageError
+
+        dim = self.model.conf.input_dim
+        if f.desc.shape[1] != dim:
+            raise UsageError(
+                f"lightglue (features = {self.config.features!r}) takes {dim}-d {self.config.features} descriptors, "
+                f"but the pipeline's extractor gives {f.desc.shape[1]}-d ones: use the {self.config.features!r} "
+                f"extractor (aliked-n16/n16rot/n32 for 'aliked'), or another matcher (mnn, smnn)")
 
     def _side(self, f: LocalFeatures, keep: np.ndarray) -> dict[str, torch.Tensor]:
         h, w = f.image_hw
@@ -108,6 +121,8 @@ class LightGlueMatcher:
     @torch.inference_mode()
     def match_many(self, first: list[LocalFeatures], second: list[LocalFeatures]) -> list[Matches]:
         """Matches of each pair (first[i], second[i]); pairs whose keypoint counts agree run as one batch."""
+        for f in first[:1] + second[:1]:
+            self._check(f)
         limit = self.config.max_keypoints
         keeps = [(strongest(a, limit), strongest(b, limit)) for a, b in zip(first, second)]
         out: list[Matches] = [Matches.empty()] * len(first)

@@ -34,7 +34,8 @@ class SmnnConfig(MnnConfig):
 class MutualNearestNeighbour:
     def __init__(self, config: MnnConfig, device: str) -> None:
         if not 0.0 < config.ratio <= 1.0:
-            raise ValueError(f"mnn.ratio must lie in (0, 1], got {config.ratio}")
+            name = "smnn" if isinstance(config, SmnnConfig) else "mnn"
+            raise ValueError(f"{name}.ratio must lie in (0, 1], got {config.ratio}")
         self.config = config
         self.device = device
 

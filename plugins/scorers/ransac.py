@@ -21,7 +21,9 @@ MIN_MATCHES = {"homography": 4, "affine": 3, "fundamental": 8}
 
 @dataclass(frozen=True)
 class RansacConfig:
-    """model: geometric model; method: magsac | ransac; threshold: fraction of the longer side."""
+    """model: geometric model; method: magsac | ransac; threshold: fraction of the longer side;
+    weighted: sum the inliers' confidences instead of counting them; one_to_one: count each
+    keypoint of either image once (for many-to-one matchers such as AdaLAM)."""
 
     model: Literal["homography", "affine", "fundamental"] = "homography"
     method: Literal["magsac", "ransac"] = "magsac"
@@ -30,6 +32,7 @@ class RansacConfig:
     max_iters: int = 2000
     weighted: bool = False
     seed: int = 0
+    one_to_one: bool = False
 
 
 class RansacInliers:
@@ -66,7 +69,26 @@ class RansacInliers:
 
     def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
         inl = self.inliers(f1, f2, matches)
+        if self.config.one_to_one:
+            inl = one_to_one(matches, inl)
         return float(matches.conf[inl].sum() if self.config.weighted else inl.sum())
+
+
+def one_to_one(matches: Matches, among: np.ndarray) -> np.ndarray:
+    """bool (M,): a greedy one-to-one subset of the matches flagged in ``among``, most confident
+    first, so each keypoint of either image counts once. Matchers such as AdaLAM can send many
+    query keypoints to one gallery keypoint, and a homography then counts all of them."""
+    keep = np.zeros(len(matches), bool)
+    seen0, seen1 = set(), set()
+    candidates = np.flatnonzero(among)
+    for k in candidates[np.argsort(-matches.conf[candidates], kind="stable")]:
+        a, b = int(matches.idx[k, 0]), int(matches.idx[k, 1])
+        if a not in seen0 and b not in seen1:
+            keep[k] = True
+            seen0.add(a)
+            seen1.add(b)
+    return keep
+
 
 @hookimpl
 def register_scorers(register):
