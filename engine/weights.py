@@ -499,3 +499,39 @@ def fetch(name: str, *, timeout: float = 60, verify: bool = True) -> Path:
                      + f". If this machine is offline, download {spec.urls[0]} elsewhere and run "
                      f"`reid-engine weights import FILE` here"
                      + (f" (sha256 {spec.sha256})" if spec.verifiable else ""))
+
+
+def weight_state(name: str, key: str | None = None) -> dict:
+    """The state dict of manifest weight ``name``: verified file, loaded with ``weights_only``;
+    ``key`` picks a sub-dict (e.g. DISK's ``'extractor'``), else ``{'state_dict': ...}`` is unwrapped."""
+    import torch
+
+    path = weight_path(name)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an unverified file (hardnet-liberty) may be anything
+        raise ReidError(f"weight {name!r} ({path}) cannot be loaded ({type(exc).__name__}); delete it and "
+                        "install it again with `reid-engine weights import FILE`") from None
+    if key is not None:
+        if not isinstance(state, dict) or key not in state:
+            raise ReidError(f"weight {name!r} ({path}) has no {key!r} entry; re-import it with `reid-engine weights import FILE`")
+        state = state[key]
+    elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return state
+
+
+def load_weights(module, name: str, key: str | None = None, state: dict | None = None,
+                 allowed_missing: tuple[str, ...] = (), allowed_unexpected: tuple[str, ...] = ()):
+    """Load manifest weight ``name`` (or an already read and renamed ``state``) into ``module``
+    and return it in eval mode. Keys may differ only by the buffers named in ``allowed_missing``
+    (computed in ``__init__``) and legacy entries starting with ``allowed_unexpected``."""
+    state = weight_state(name, key) if state is None else state
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k not in allowed_missing]
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(allowed_unexpected or ("\0",))]
+    if missing or unexpected:
+        what = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}")
+        raise ReidError(f"weight {name!r} ({weight_path(name)}) does not fit {type(module).__name__} ({what}); "
+                        "re-import it with `reid-engine weights import FILE`")
+    return module.eval()

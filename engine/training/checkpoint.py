@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import ReidError
+from ..weights import file_sha256  # noqa: F401 - re-exported: one cached sha256 for weights and checkpoints
 
 FORMAT = "reid-engine-hardnet"
 FORMAT_VERSION = 1
@@ -36,15 +37,6 @@ class DescriptorCheckpoint:
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes; raises OSError when it cannot be read."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: Path | str, expected_sha256: str = "") -> DescriptorCheckpoint:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reid_engine.records import LoadedImage
+from reid_engine.records import LoadedImage, LocalFeatures
 
 
 def resized_size(hw: tuple[int, int], resize: int) -> tuple[tuple[int, int], float]:
@@ -47,3 +47,22 @@ def too_small(tensor: torch.Tensor, mask: torch.Tensor | None, min_side: int = 1
     if min(tensor.shape[-2:]) < min_side:
         return True
     return mask is not None and float(mask.sum()) < min_pixels
+
+
+def point_features(kpts: torch.Tensor, desc: torch.Tensor, scores: torch.Tensor, scale: float,
+                   region_size: float, hw: tuple[int, int]) -> LocalFeatures:
+    """Keypoints (N, 2) found at ``scale`` × the loaded photo, their descriptors (N, D) and
+    scores (N,) → LocalFeatures in the photo's pixels, with upright square regions of side
+    ``region_size`` network pixels as LAFs (N, 2, 3) (for drawings and ``fginn``)."""
+    import kornia.feature as KF
+
+    kpts = kpts.float()
+    size = torch.full((1, kpts.shape[0], 1, 1), region_size, device=kpts.device)
+    lafs = KF.laf_from_center_scale_ori(kpts[None], size, torch.zeros_like(size[..., 0]))[0] / scale
+    return LocalFeatures(
+        kpts=(kpts / scale).cpu().numpy().astype(np.float32),
+        desc=desc.float().cpu().numpy().astype(np.float32),
+        scores=scores.float().cpu().numpy().astype(np.float32),
+        lafs=lafs.cpu().numpy().astype(np.float32),
+        image_hw=hw,
+    )

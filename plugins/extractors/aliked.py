@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 
 from reid_engine.records import LoadedImage, LocalFeatures
 from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.weights import load_weights
 
-from ._image import mask_tensor, rgb_tensor, too_small
+from ._image import mask_tensor, point_features, rgb_tensor, too_small
 
 ALIKED_DIMS = {"aliked-t16": 64, "aliked-n16": 128, "aliked-n16rot": 128, "aliked-n32": 128}
 
@@ -42,21 +42,6 @@ class AlikedConfig:
     region_size: float = 16.0
 
 
-def load_state(module: torch.nn.Module, weight: str, key: str | None = None, allowed_missing: tuple[str, ...] = ()) -> None:
-    """Load the manifest weight ``weight`` into ``module``; anything but known buffers missing raises."""
-    from reid_engine.errors import ReidError
-    from reid_engine.weights import weight_path
-
-    path = weight_path(weight)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if key is not None:
-        state = state[key]
-    result = module.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if k not in allowed_missing]
-    if missing:
-        raise ReidError(f"weight file {path} ({weight}) does not fit the model: missing {', '.join(missing[:5])}")
-
-
 class Aliked:
     """ALIKED on the device, one image at a time (the images differ in size)."""
 
@@ -74,13 +59,11 @@ class Aliked:
             detection_threshold=config.detection_threshold,
             nms_radius=config.nms_radius,
         )
-        load_state(model, config.model, allowed_missing=("dkd.hw_grid",))
-        self.model = model.to(device).eval()
+        self.model = load_weights(model, config.model, allowed_missing=("dkd.hw_grid",)).to(device)
 
     @torch.inference_mode()
     def extract(self, image: LoadedImage) -> LocalFeatures:
         """Keypoints (N, 2) and square LAFs (N, 2, 3) in ``image.rgb`` pixels, descriptors (N, D)."""
-        import kornia.feature as KF
 
         hw = image.rgb.shape[:2]
         rgb, scale = rgb_tensor(image, self.config.resize, self.device)
@@ -101,15 +84,7 @@ class Aliked:
         kpts, desc, resp = kpts[keep], descriptors[0][keep], scores[0][keep]
         if kpts.shape[0] == 0:
             return LocalFeatures.empty(self.dim, hw)
-        size = torch.full((1, kpts.shape[0], 1, 1), self.config.region_size, device=kpts.device)
-        lafs = KF.laf_from_center_scale_ori(kpts[None], size, torch.zeros_like(size[..., 0]))[0] / scale
-        return LocalFeatures(
-            kpts=(kpts / scale).cpu().numpy().astype(np.float32),
-            desc=desc.float().cpu().numpy().astype(np.float32),
-            scores=resp.float().cpu().numpy().astype(np.float32),
-            lafs=lafs.cpu().numpy().astype(np.float32),
-            image_hw=hw,
-        )
+        return point_features(kpts, desc, resp, scale, self.config.region_size, hw)
 
 
 @hookimpl

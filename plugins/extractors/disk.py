@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from reid_engine.records import LoadedImage, LocalFeatures
 from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.weights import load_weights
 
-from ._image import mask_tensor, rgb_tensor, too_small
-from .aliked import load_state
+from ._image import mask_tensor, point_features, rgb_tensor, too_small
 
 DISK_DIM = 128
 
@@ -47,14 +46,11 @@ class Disk:
             raise ValueError(f"disk.max_keypoints must be at least 1, got {config.max_keypoints}")
         self.config = config
         self.device = device
-        model = KF.DISK()
-        load_state(model, "disk-depth", key="extractor")
-        self.model = model.to(device).eval()
+        self.model = load_weights(KF.DISK(), "disk-depth", key="extractor").to(device)
 
     @torch.inference_mode()
     def extract(self, image: LoadedImage) -> LocalFeatures:
         """Keypoints (N, 2) and square LAFs (N, 2, 3) in ``image.rgb`` pixels, descriptors (N, 128)."""
-        import kornia.feature as KF
         from kornia.feature.disk.detector import heatmap_to_keypoints
 
         hw = image.rgb.shape[:2]
@@ -73,16 +69,8 @@ class Disk:
         feats = kp.merge_with_descriptors(dense[0])
         if feats.keypoints.shape[0] == 0:
             return LocalFeatures.empty(DISK_DIM, hw)
-        kpts = feats.keypoints.float()
-        size = torch.full((1, kpts.shape[0], 1, 1), self.config.region_size, device=kpts.device)
-        lafs = KF.laf_from_center_scale_ori(kpts[None], size, torch.zeros_like(size[..., 0]))[0] / scale
-        return LocalFeatures(
-            kpts=(kpts / scale).cpu().numpy().astype(np.float32),
-            desc=feats.descriptors.float().cpu().numpy().astype(np.float32),
-            scores=feats.detection_scores.float().cpu().numpy().astype(np.float32),
-            lafs=lafs.cpu().numpy().astype(np.float32),
-            image_hw=hw,
-        )
+        return point_features(feats.keypoints, feats.descriptors, feats.detection_scores, scale,
+                              self.config.region_size, hw)
 
 
 @hookimpl

@@ -48,7 +48,7 @@ def _pin_checkpoint(config: object) -> None:
     path = getattr(config, "checkpoint")
     if not path or getattr(config, "checkpoint_sha256"):
         return
-    from reid_engine.training.checkpoint import file_sha256
+    from reid_engine.weights import file_sha256
 
     try:
         digest = file_sha256(Path(path).expanduser())
@@ -110,31 +110,10 @@ class KeyNetAffNetConfig:
 
 
 # -- building blocks: every network from a verified weight file, never downloaded -------------
-def _weight_state(name: str) -> dict:
-    """The state dict of manifest weight ``name`` (unwrapping ``{'state_dict': ...}`` files)."""
-    from reid_engine.weights import weight_path
-
-    path = weight_path(name)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - an unverified file (hardnet-liberty) may be anything
-        raise ReidError(f"weight {name!r} ({path}) cannot be loaded ({type(exc).__name__}); delete it and "
-                        "install it again with `reid-engine weights import FILE`") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    return state
-
-
 def _load(module: torch.nn.Module, name: str) -> torch.nn.Module:
-    from reid_engine.weights import weight_path
+    from reid_engine.weights import load_weights
 
-    try:
-        module.load_state_dict(_weight_state(name), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "keys differ"
-        raise ReidError(f"weight {name!r} ({weight_path(name)}) does not fit {type(module).__name__} ({first}); "
-                        f"re-import it with `reid-engine weights import FILE`") from None
-    return module.eval()
+    return load_weights(module, name)
 
 
 def affine_module(affine: bool) -> torch.nn.Module:

@@ -57,8 +57,7 @@ def build_lightglue(config: LightGlueConfig, device: str) -> torch.nn.Module:
     """kornia LightGlue with the manifest's weights for ``config.features``; eval mode on ``device``."""
     import kornia.feature as KF
 
-    from reid_engine.errors import ReidError
-    from reid_engine.weights import weight_path
+    from reid_engine.weights import load_weights, weight_state
 
     conf = dict(KF.LightGlue.features[config.features])
     conf.pop("weights", None)
@@ -68,15 +67,11 @@ def build_lightglue(config: LightGlueConfig, device: str) -> torch.nn.Module:
         filter_threshold=config.filter_threshold,
     )
     model = KF.LightGlue(features=None, **conf)
-    path = weight_path(f"lightglue-{config.features}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = rename_legacy_keys(state, model.conf.n_layers)
-    result = model.load_state_dict(state, strict=False)
-    learned = dict(model.named_parameters())
-    missing = [k for k in result.missing_keys if k in learned]
-    if missing:
-        raise ReidError(f"weight file {path} does not fit LightGlue({config.features}): missing {', '.join(missing[:5])}")
-    return model.to(device).eval()
+    name = f"lightglue-{config.features}"
+    state = rename_legacy_keys(weight_state(name), model.conf.n_layers)
+    # derived buffer computed in __init__; unused legacy scalars of old DISK checkpoints
+    return load_weights(model, name, state=state, allowed_missing=("confidence_thresholds",),
+                        allowed_unexpected=("log_assignment.",)).to(device)
 
 
 def strongest(f: LocalFeatures, limit: int) -> np.ndarray:
