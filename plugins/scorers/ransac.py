@@ -40,8 +40,9 @@ class RansacInliers:
         self.config = config
 
     def inliers(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> np.ndarray:
-        """bool (M,): the matches consistent with the fitted model; all False when none fits
-        (too few matches, a degenerate configuration)."""
+        """bool (M,): the matches consistent with the fitted model (with ``one_to_one``, each
+        keypoint once), exactly those the score counts; all False when no model fits (too few
+        matches, a degenerate configuration)."""
         import cv2
 
         c = self.config
@@ -65,12 +66,11 @@ class RansacInliers:
             return none
         if inl is None:
             return none
-        return inl.reshape(-1).astype(bool)
+        inl = inl.reshape(-1).astype(bool)
+        return one_to_one(matches, inl) if c.one_to_one else inl
 
     def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
         inl = self.inliers(f1, f2, matches)
-        if self.config.one_to_one:
-            inl = one_to_one(matches, inl)
         return float(matches.conf[inl].sum() if self.config.weighted else inl.sum())
 
 
