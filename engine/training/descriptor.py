@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..records import LoadedImage
 
@@ -102,22 +101,12 @@ class PatchPairs:
 
 
 def grey_at(image: LoadedImage, resize: int) -> tuple[torch.Tensor, float]:
-    """uint8 RGB (H, W, 3) → float grey (1, 1, h, w) in [0, 1] and the scale h/H.
+    """Grey (1, 1, h, w) in [0, 1] and the scale h/H, on the CPU: exactly the built-in
+    extractors' conversion (``_image.grey_tensor``), so training patches look like the ones
+    described later."""
+    from reid_engine.plugins.extractors._image import grey_tensor
 
-    The same conversion as the built-in extractors (BT.601 luma, area downscale of the longer
-    side to ``resize``, never enlarged), so training patches look like the ones described later.
-    """
-    rgb = torch.from_numpy(np.array(image.rgb, dtype=np.float32, copy=True))
-    grey = (rgb @ torch.tensor([0.299, 0.587, 0.114])) / 255.0
-    tensor = grey[None, None]
-    h, w = tensor.shape[-2:]
-    scale = 1.0
-    if resize and max(h, w) > resize:
-        scale = resize / max(h, w)
-        size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        tensor = F.interpolate(tensor, size=size, mode="area")
-        scale = size[0] / h
-    return tensor, scale
+    return grey_tensor(image, resize, "cpu")
 
 
 def photo_regions(image: LoadedImage, lafs_rgb: np.ndarray, resize: int) -> PhotoRegions:

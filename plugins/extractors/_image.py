@@ -34,6 +34,18 @@ def rgb_tensor(image: LoadedImage, resize: int, device: str) -> tuple[torch.Tens
     return tensor, scale
 
 
+def grey_tensor(image: LoadedImage, resize: int, device: str) -> tuple[torch.Tensor, float]:
+    """uint8 RGB (H, W, 3) → float grey tensor (1, 1, h, w) in [0, 1] (BT.601 luma) and the scale
+    h/H; the longer side is reduced to ``resize`` when larger (0 = never), never enlarged."""
+    rgb = torch.from_numpy(np.ascontiguousarray(image.rgb)).to(device)
+    grey = (rgb.float() @ torch.tensor([0.299, 0.587, 0.114], device=device)) / 255.0
+    tensor = grey[None, None]
+    size, scale = resized_size(tuple(tensor.shape[-2:]), resize)
+    if scale != 1.0:
+        tensor = F.interpolate(tensor, size=size, mode="area")
+    return tensor, scale
+
+
 def mask_tensor(mask: np.ndarray | None, size: tuple[int, int], device: str) -> torch.Tensor | None:
     """bool (H, W) → float (1, 1, h, w) resized to ``size`` (nearest), or None for no mask."""
     if mask is None:

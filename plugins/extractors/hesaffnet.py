@@ -26,7 +26,7 @@ from reid_engine.errors import ReidError
 from reid_engine.records import LoadedImage, LocalFeatures
 from reid_engine.registry import PluginSpec, hookimpl
 
-from .hessaff_rootsift import grey_tensor, mask_tensor
+from ._image import grey_tensor, mask_tensor
 
 DESCRIPTOR_DIM = 128
 PATCH_SIZE = 32  # what AffNet, OriNet, HardNet and TFeat take
@@ -58,43 +58,17 @@ def _pin_checkpoint(config: object) -> None:
 
 
 @dataclass(frozen=True)
-class HesAffNetConfig:
-    """Options of ``hesaffnet-hardnet`` (defaults after NORPPA's tuned HesAffNet settings).
+class KeyNetAffNetConfig:
+    """Options of ``keynet-affnet-hardnet`` (and, with three more, of ``hesaffnet-hardnet``).
 
     resize            longer side (px) of the image the detector sees, at most (0 = as loaded)
-    max_keypoints     regions kept per image (strongest Hessian responses inside the mask); NORPPA 480
+    max_keypoints     regions kept per image (strongest detector responses inside the mask)
     affine            estimate each region's affine shape with AffNet (else circular regions)
     upright           skip OriNet (all regions upright)
     descriptor        "hardnet" | "tfeat" | "rootsift" on the 32x32 normalised patch
     checkpoint        HardNet checkpoint from `reid-engine train descriptor` (absolute, or relative
                       to the working directory); "" = the `hardnet-liberty` weight
     checkpoint_sha256 sha256 of ``checkpoint``; filled in from the file when empty (see _pin_checkpoint)
-    mr_size           measurement region, in detection scales; NORPPA 9.35
-    init_sigma        blur of the first pyramid level; NORPPA 1.32
-    levels            pyramid levels per octave (NORPPA used 10: slower, more scales)
-    """
-
-    resize: int = 640
-    max_keypoints: int = 480
-    affine: bool = True
-    upright: bool = False
-    descriptor: Descriptor = "hardnet"
-    checkpoint: str = ""
-    checkpoint_sha256: str = ""
-    mr_size: float = 9.35
-    init_sigma: float = 1.32
-    levels: int = 3
-
-    def __post_init__(self) -> None:
-        _pin_checkpoint(self)
-
-
-@dataclass(frozen=True)
-class KeyNetAffNetConfig:
-    """Options of ``keynet-affnet-hardnet``.
-
-    resize, affine, upright, descriptor, checkpoint, checkpoint_sha256: as ``hesaffnet-hardnet``
-    max_keypoints     regions kept per image (strongest Key.Net responses inside the mask)
     """
 
     resize: int = 640
@@ -107,6 +81,22 @@ class KeyNetAffNetConfig:
 
     def __post_init__(self) -> None:
         _pin_checkpoint(self)
+
+
+@dataclass(frozen=True)
+class HesAffNetConfig(KeyNetAffNetConfig):
+    """Options of ``hesaffnet-hardnet`` (defaults after NORPPA's tuned HesAffNet settings): those
+    of ``keynet-affnet-hardnet``, with NORPPA's 480 regions, and
+
+    mr_size           measurement region, in detection scales; NORPPA 9.35
+    init_sigma        blur of the first pyramid level; NORPPA 1.32
+    levels            pyramid levels per octave (NORPPA used 10: slower, more scales)
+    """
+
+    max_keypoints: int = 480
+    mr_size: float = 9.35
+    init_sigma: float = 1.32
+    levels: int = 3
 
 
 # -- building blocks: every network from a verified weight file, never downloaded -------------

@@ -16,6 +16,8 @@ import torch
 from reid_engine.records import LoadedImage, LocalFeatures
 from reid_engine.registry import PluginSpec, hookimpl
 
+from ._image import grey_tensor, mask_tensor
+
 DESCRIPTOR_DIM = 128
 
 
@@ -37,32 +39,6 @@ class HessAffRootSiftConfig:
     upright: bool = False
     patch_size: int = 32
     mr_size: float = 6.0
-
-
-def grey_tensor(image: LoadedImage, resize: int, device: str) -> tuple[torch.Tensor, float]:
-    """uint8 RGB (H, W, 3) → float grey tensor (1, 1, h, w) in [0, 1] and the scale h/H.
-
-    The longer side is reduced to ``resize`` when larger (0 = never); never enlarged.
-    """
-    rgb = torch.from_numpy(np.ascontiguousarray(image.rgb)).to(device)
-    grey = (rgb.float() @ torch.tensor([0.299, 0.587, 0.114], device=device)) / 255.0
-    tensor = grey[None, None]
-    h, w = tensor.shape[-2:]
-    scale = 1.0
-    if resize and max(h, w) > resize:  # only ever downscale
-        scale = resize / max(h, w)
-        size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        tensor = torch.nn.functional.interpolate(tensor, size=size, mode="area" if scale < 1 else "bilinear")
-        scale = size[0] / h
-    return tensor, scale
-
-
-def mask_tensor(mask: np.ndarray | None, size: tuple[int, int], device: str) -> torch.Tensor | None:
-    """bool (H, W) → float (1, 1, h, w) resized to ``size`` (nearest), or None."""
-    if mask is None:
-        return None
-    m = torch.from_numpy(mask.astype(np.float32)).to(device)[None, None]
-    return torch.nn.functional.interpolate(m, size=size, mode="nearest")
 
 
 class HessAffRootSift:
