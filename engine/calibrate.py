@@ -164,7 +164,7 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         q_rows = split.known_queries + split.unknown_queries
         scored = shortlist(emb[q_rows], emb[g_rows], profile.shortlist.top_b, pooled, identity_of)
         raw = _score_pairs(components, cache, scored.index, [all_hashes[r] for r in g_rows],
-                           [all_hashes[r] for r in q_rows], bars.task("matching", int(scored.index.size)))
+                           [all_hashes[r] for r in q_rows], bars.task("matching", int(scored.index.size)), sub_ids)
 
         known = set(sub_ids)
         truth = [identities[r] if identities[r] in known else NEW_INDIVIDUAL for r in q_rows]

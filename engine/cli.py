@@ -259,6 +259,53 @@ def explain(
 
 
 @app.command()
+def segment(
+    manifest: Path = typer.Argument(..., metavar="PHOTOS", help="a manifest CSV or a folder of photos"),
+    species: Optional[str] = typer.Option(None, "--species", help="species profile whose [segment] step is used"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile", help="a custom profile TOML instead of --species"),
+    db: Path = typer.Option(Path("gallery.db"), "--db", help="gallery database whose mask cache is filled (the one `run` will use)"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="also draw SAMPLE random photos with their masks into this PNG"),
+    sample: int = typer.Option(20, "--sample", min=1, help="photos in the --grid"),
+    seed: int = typer.Option(0, "--seed", help="which random photos go into the --grid"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Mask every photo ahead of a run (cached in --db), report coverage and fallbacks, draw a mask grid."""
+    try:
+        from .manifests import load_manifest
+        from .pipeline import resolve_device
+        from rich.progress import Progress
+
+        from .segment_photos import segment_manifest
+
+        profile = _profile(species, profile_file)
+        table = _table()
+        records = list(load_manifest(manifest, "query", table).records)
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task("segmenting", total=len(records))
+            summary = segment_manifest(profile, records, db, table, resolve_device(device), grid, sample, seed,
+                                       progress=lambda: bar.advance(task))
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    n = len(summary.views)
+    mean, lo, hi = summary.coverage()
+    per = f", {summary.seconds_computing / summary.computed:.2f} s per new mask" if summary.computed else ""
+    out_console.print(f"{n} photos: {summary.computed} segmented now, {n - summary.computed} from the cache{per}")
+    several = sum(1 for v in summary.views.values() if v.instances > 1)
+    out_console.print(f"mask coverage of the photo: mean {mean:.0%} (5th-95th percentile {lo:.0%}-{hi:.0%}); "
+                      f"{several} photos show several animals (instance policy: {profile.segment.instance})")
+    fallbacks = summary.fallbacks
+    out_console.print(f"fallbacks: {len(fallbacks)} of {n} ({len(fallbacks) / max(n, 1):.1%})")
+    for image_id, view in list(fallbacks.items())[:10]:
+        out_console.print(escape(f"  {image_id}: {view.fallback}"), soft_wrap=True)
+    for e in summary.errors[:10]:
+        _say(err_console, "error", "red", f"{e.image_id}: {e.reason}")
+    if summary.grid is not None:
+        out_console.print(escape(f"mask grid → {summary.grid}"))
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
 def plugins() -> None:
     """List every plugin: name, kind, version, and where it came from."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Pipeline:
     weight: float
     midpoint: float
     width: float
+    distinctiveness: Any = None  # DistinctivenessSettings, or None: the scorer's score as it is
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Components:
     embedder: Built
     embedder_extractor: Built | None
     pipelines: list[Pipeline]
+    segmenter: Built | None = None
 
     def extractors(self) -> list[Built]:
         """Distinct extractors (by cache id) the run needs, in profile order."""
@@ -74,6 +77,9 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
     src = profile.source
     pre = [build_plugin(table, "preprocessor", ref, device, f"{src} [[preprocess]] #{i + 1}")
            for i, ref in enumerate(profile.preprocess)]
+    segmenter = None
+    if profile.segment is not None and profile.segment.segmenter is not None:
+        segmenter = build_plugin(table, "segmenter", profile.segment.segmenter, device, f"{src} [segment].segmenter")
     pipelines = []
     for p in profile.pipelines:
         where = f"{src} [[pipelines]] {p.name!r}"
@@ -83,12 +89,17 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
             matcher=build_plugin(table, "matcher", p.matcher, device, f"{where}.matcher"),
             scorer=build_plugin(table, "scorer", p.scorer, device, f"{where}.scorer"),
             weight=p.weight, midpoint=p.calibration.midpoint, width=p.calibration.width,
+            distinctiveness=p.distinctiveness,
         ))
-    # what an extractor sees depends on decoding and preprocessing: fold both into its cache id
-    # (the default view - no preprocessor, default [image] settings - leaves the id as it is)
+    # what an extractor sees depends on decoding, segmentation and preprocessing: fold them into
+    # its cache id (the default view - no preprocessor, no [segment], default [image] settings -
+    # leaves the id as it is)
     view = None
-    if pre or profile.image != ImageSettings():
-        view = config_hash_of([b.cache_id for b in pre], profile.image.max_side, profile.image.min_side)
+    if pre or profile.image != ImageSettings() or profile.segment is not None:
+        segment = None if profile.segment is None else [
+            dataclasses.asdict(profile.segment), segmenter.cache_id if segmenter else None]
+        view = config_hash_of([b.cache_id for b in pre], profile.image.max_side, profile.image.min_side,
+                              *([segment] if segment is not None else []))
         for p in pipelines:
             p.extractor.config_hash = config_hash_of(p.extractor.config_hash, view)
     embedder = build_plugin(table, "embedder", profile.shortlist.embedder, device, f"{src} [shortlist].embedder")
@@ -106,4 +117,4 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
                                                   f"{src} [shortlist].embedder.extractor")
                 if view is not None:
                     embedder_extractor.config_hash = config_hash_of(embedder_extractor.config_hash, view)
-    return Components(pre, embedder, embedder_extractor, pipelines)
+    return Components(pre, embedder, embedder_extractor, pipelines, segmenter)

@@ -205,11 +205,11 @@ class GalleryDatabase:
     def _blob_path(self, kind: str, key: str) -> Path:
         return self.blob_dir / kind / key[:2] / f"{key}.npz"
 
-    def _write_blob(self, kind: str, key: str, arrays: dict[str, np.ndarray]) -> int:
+    def _write_blob(self, kind: str, key: str, arrays: dict[str, np.ndarray], compress: bool = False) -> int:
         target = self._blob_path(kind, key)
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        (np.savez_compressed if compress else np.savez)(buffer, **arrays)
         data = buffer.getvalue()
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         try:
@@ -251,6 +251,14 @@ class GalleryDatabase:
         with self.transaction():
             self.conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending_features)
         self._pending_features = []
+
+    # -- segmentation cache ----------------------------------------------------------------
+    def get_segmentation(self, key: str) -> dict[str, np.ndarray] | None:
+        """A cached foreground probability map (see engine/segmentation.py); no index row: the blob is the truth."""
+        return self._read_blob("segmentation", key)
+
+    def put_segmentation(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        self._write_blob("segmentation", key, arrays, compress=True)
 
     # -- fitted models ---------------------------------------------------------------------
     def get_model(self, key: str) -> dict[str, np.ndarray] | None:

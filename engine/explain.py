@@ -115,8 +115,9 @@ class ReportEvidence:
 
     def __init__(self, pipeline, db_path: Path, image_settings, queries: dict[str, tuple[ImageRecord, str]],
                  gallery: dict[str, tuple[ImageRecord, str]], top: int = 1, max_width: int = 720,
-                 quality: int = 70) -> None:
+                 quality: int = 70, segment=None) -> None:
         self.pipeline, self.db_path, self.image_settings = pipeline, Path(db_path), image_settings
+        self.segment = segment  # (SegmentSettings, segmenter Built | None): photos are shown as the extractors saw them
         self.queries, self.gallery, self.top, self.max_width = queries, gallery, top, max_width
         self.quality = quality
         self.seconds = 0.0
@@ -175,9 +176,12 @@ class ReportEvidence:
         return f
 
     def _display(self, record: ImageRecord) -> LoadedImage:
-        from .images import read_image
+        """The photo as the extractors saw it (mask outlined, crop applied), before preprocessing."""
+        from .features import load_view
+        from .segmentation import Segmentation
 
-        return read_image(record, self.image_settings.max_side, self.image_settings.min_side)
+        segmentation = None if self.segment is None else Segmentation(*self.segment, self._db)
+        return load_view(record, self.image_settings.max_side, self.image_settings.min_side, segmentation)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,8 +211,8 @@ def explain_files(query: str, gallery: str, profile, table, out: Path, *, pipeli
     from .components import build_components
     from .database import GalleryDatabase
     from .features import FeatureCache, ensure_features
-    from .images import read_image
-    from .pipeline import image_loader
+    from .features import load_view
+    from .pipeline import image_loader, segmentation_of
 
     names = [p.name for p in profile.pipelines]
     if not names:
@@ -235,7 +239,7 @@ def explain_files(query: str, gallery: str, profile, table, out: Path, *, pipeli
         chosen = components.pipelines
         cache = FeatureCache(database)
         extractors = list({p.extractor.cache_id: p.extractor for p in chosen}.values())
-        load = image_loader(components, profile)
+        load = image_loader(components, profile, database)
         keys = []
         for record, chash in ((q_record, q_hash), (g_record, g_hash)):
             errors: list = []
@@ -244,8 +248,8 @@ def explain_files(query: str, gallery: str, profile, table, out: Path, *, pipeli
                 err = errors[0]
                 raise (UsageError if err.stage == "decode" else ReidError)(err.reason)
             keys.append(found[record.image_id])
-        settings = profile.image
-        images = [read_image(r, settings.max_side, settings.min_side) for r in (q_record, g_record)]
+        settings, segmentation = profile.image, segmentation_of(components, profile, database)
+        images = [load_view(r, settings.max_side, settings.min_side, segmentation) for r in (q_record, g_record)]
         title = f"query {_label(q_record)}  vs  gallery {_label(g_record)}"
         written = []
         for p, target in zip(chosen, targets):

@@ -18,6 +18,7 @@ from .database import GalleryDatabase, feature_key
 from .errors import ReidError
 from .images import ImageDecodeError, content_hash, read_image
 from .records import ImageError, ImageRecord, LoadedImage, LocalFeatures
+from .segmentation import INSTANCE_KEY, Segmentation
 
 
 class FeatureCache:
@@ -60,15 +61,35 @@ class LazyFeatures(Sequence[LocalFeatures]):
         return f
 
 
-def load_and_prepare(record: ImageRecord, preprocessors: Sequence[Built], max_side: int, min_side: int) -> LoadedImage:
-    """Decode a photo and run the profile's preprocessors; their failures are ImageDecodeErrors."""
-    image = read_image(record, max_side=max_side, min_side=min_side)
+def load_and_prepare(record: ImageRecord, preprocessors: Sequence[Built], max_side: int, min_side: int,
+                     segmentation: "Segmentation | None" = None) -> LoadedImage:
+    """Decode a photo, put it on the animal (mask, crop: ``segmentation``) and run the profile's
+    preprocessors; their failures are ImageDecodeErrors."""
+    image = load_view(record, max_side, min_side, segmentation)
     for pre in preprocessors:
         try:
             image = pre.obj(image)
         except Exception as exc:  # noqa: BLE001
             raise ImageDecodeError(f"{record.path}: preprocessor {pre.spec.name!r} failed ({type(exc).__name__}: {exc})") from None
     return image
+
+
+def load_view(record: ImageRecord, max_side: int, min_side: int,
+              segmentation: "Segmentation | None" = None) -> LoadedImage:
+    """Decode a photo and, with ``segmentation``, mask and crop it to the animal (no preprocessing:
+    what match drawings show, in the pixels the keypoints refer to)."""
+    if segmentation is None:
+        return read_image(record, max_side=max_side, min_side=min_side)
+    if segmentation.settings.crop and segmentation.settings.crop_side > 0:
+        max_side = max(max_side, 2 * segmentation.settings.crop_side)  # the crop gets the photo's pixels
+    image = read_image(record, max_side=max_side, min_side=min_side)
+    try:
+        return segmentation.apply(image)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        name = segmentation.segmenter.spec.name if segmentation.segmenter else "segment"
+        raise ImageDecodeError(f"{record.path}: segmenter {name!r} failed ({type(exc).__name__}: {exc})") from None
 
 
 def ensure_features(
@@ -123,7 +144,11 @@ def _read_bytes(record: ImageRecord) -> bytes:
 
 def image_key(record: ImageRecord, chash: str) -> str:
     """The cache identity of an image *as the extractors see it*: its content hash, plus the
-    manifest's bbox / segmentation / mask file when given (they change the features)."""
+    manifest's bbox / segmentation / mask file when given and the animal instance a query record
+    stands for (they change the features)."""
+    instance = record.extra.get(INSTANCE_KEY)
+    if instance is not None:
+        chash = hashlib.sha256(f"{chash}|instance {instance}".encode()).hexdigest()
     if record.bbox is None and not record.segmentation and record.mask_path is None:
         return chash
     mask_bytes = b""

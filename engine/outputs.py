@@ -39,8 +39,8 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def write_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
-    rows = [(p.image_id, p.path, p.prediction, f"{p.score:.6f}", p.decision) for p in predictions]
-    write_atomic(path, _csv(("image_id", "path", "prediction", "score", "decision"), rows))
+    rows = [(p.image_id, p.path, p.prediction, f"{p.score:.6f}", p.decision, p.animal) for p in predictions]
+    write_atomic(path, _csv(("image_id", "path", "prediction", "score", "decision", "animal"), rows))
 
 
 def write_ranking(path: Path, predictions: Sequence[Prediction]) -> None:

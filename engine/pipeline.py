@@ -27,6 +27,7 @@ from .images import ImageDecodeError, content_hash
 from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
 from .records import (NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches,
                       Prediction)
+from .segmentation import Segmentation
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
 METADATA_FIELDS = ("bbox", "mask_path", "segmentation", "date", "orientation", "species", "sequence", "keypoints")
@@ -117,10 +118,17 @@ def _truth_against_gallery(record: ImageRecord, identities: set[str]) -> ImageRe
     return dataclasses.replace(record, truth=NEW_INDIVIDUAL, extra={**record.extra, UNKNOWN_GROUP: record.truth})
 
 
-def image_loader(components: Components, profile: Profile) -> Callable[[ImageRecord], LoadedImage]:
-    """Decode + preprocess a record as this profile's extractors expect."""
+def segmentation_of(components: Components, profile: Profile, db: GalleryDatabase | None) -> Segmentation | None:
+    """The profile's ``[segment]`` step, caching masks in ``db`` (None: no segment step)."""
+    return None if profile.segment is None else Segmentation(profile.segment, components.segmenter, db)
+
+
+def image_loader(components: Components, profile: Profile,
+                 db: GalleryDatabase | None = None) -> Callable[[ImageRecord], LoadedImage]:
+    """Decode + segment/crop + preprocess a record as this profile's extractors expect."""
+    segmentation = segmentation_of(components, profile, db)
     return lambda record: load_and_prepare(record, components.preprocessors, profile.image.max_side,
-                                           profile.image.min_side)
+                                           profile.image.min_side, segmentation)
 
 
 def ensure_gallery_features(gallery: list[GalleryImage], components: Components, profile: Profile,
@@ -129,7 +137,75 @@ def ensure_gallery_features(gallery: list[GalleryImage], components: Components,
     """Cached features of every enrolled image for every extractor the profile needs
     (image_id → image key; unusable images go to ``errors``)."""
     return ensure_features([(gallery_record(g), g.content_hash) for g in gallery], components.extractors(), cache,
-                           image_loader(components, profile), errors, advance)
+                           image_loader(components, profile, cache.db), errors, advance)
+
+
+# -- the animal in each photo ----------------------------------------------------------------
+def each_animal(records: list[ImageRecord], segmentation: Segmentation, profile: Profile,
+                errors: list[ImageError]) -> list[ImageRecord]:
+    """Instance policy ``each``: a query photo showing n > 1 animals becomes n queries
+    ``IMAGE_ID#1`` … ``IMAGE_ID#n`` (largest first). Runs the segmenter (cached) on every query."""
+    from .images import read_image
+    from .segmentation import INSTANCE_KEY
+
+    out = []
+    for record in records:
+        try:
+            image = read_image(record, profile.image.max_side, profile.image.min_side)
+            n = 1 if image.mask is not None else segmentation.instances(image)  # a manifest mask names one animal
+        except ImageDecodeError:
+            out.append(record)  # ensure_features reports it
+            continue
+        except Exception as exc:  # noqa: BLE001 - the segmenter failing on one photo must not stop the run
+            errors.append(ImageError(record.image_id, str(record.path), "segment", f"{type(exc).__name__}: {exc}"))
+            out.append(record)
+            continue
+        if n <= 1:
+            out.append(record)
+            continue
+        for k in range(n):
+            out.append(dataclasses.replace(record, image_id=f"{record.image_id}#{k + 1}",
+                                           extra={**record.extra, INSTANCE_KEY: str(k)}))
+    return out
+
+
+def animal_views(segmentation: Segmentation, gallery: list[tuple[ImageRecord, str]],
+                 queries: list[ImageRecord]) -> dict:
+    """image_id → AnimalView for every gallery image and query (from the mask cache; no decoding)."""
+    from .segmentation import AnimalView
+
+    views = {}
+    for record, chash in gallery:
+        views[record.image_id] = segmentation.view_of(record, chash) or AnimalView("none")
+    for record in queries:
+        try:
+            chash = content_hash(Path(record.path).read_bytes())
+        except OSError:
+            continue
+        views[record.image_id] = segmentation.view_of(record, chash) or AnimalView("none")
+    return views
+
+
+def mask_counts(views: dict, query_ids: set[str]) -> dict[str, float | int]:
+    """summary.json counts: masks used, fallbacks and mean coverage, for gallery and queries."""
+    out: dict[str, float | int] = {}
+    for role, ids in (("gallery", [i for i in views if i not in query_ids]), ("query", [i for i in views if i in query_ids])):
+        vs = [views[i] for i in ids]
+        masked = [v for v in vs if v.source != "none" and not v.fallback]
+        out[f"{role}_masked"] = len(masked)
+        out[f"{role}_mask_fallbacks"] = sum(1 for v in vs if v.fallback)
+        if masked and any(v.source != "manifest" for v in masked):
+            out[f"{role}_mask_coverage"] = round(float(np.mean([v.coverage for v in masked if v.source != "manifest"])), 3)
+    return out
+
+
+def _mask_notices(views: dict, query_ids: set[str]) -> list[str]:
+    fallbacks = [(i, v) for i, v in views.items() if v.fallback]
+    if not fallbacks:
+        return []
+    first_id, first = fallbacks[0]
+    return [f"{len(fallbacks)} of {len(views)} photos use a fallback instead of a mask "
+            f"(first: {first_id}: {first.fallback}); predictions.csv's 'animal' column says which"]
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -219,12 +295,20 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
             first = f" (first: {errors[0].reason})" if errors else ""
             raise ReidError(f"no gallery image could be used{first}; every reason is in "
                             f"{Path(options.out or '.') / 'errors.csv'}")
-        advance = bars.task("query features", len(query_manifest))
-        q_hashes = ensure_features([(r, None) for r in query_manifest.records], components.extractors(), cache,
-                                   image_loader(components, profile), errors, advance)
+        segmentation = segmentation_of(components, profile, db)
+        query_records = list(query_manifest.records)
+        if segmentation is not None and profile.segment.instance == "each":
+            query_records = each_animal(query_records, segmentation, profile, errors)
+        advance = bars.task("query features", len(query_records))
+        q_hashes = ensure_features([(r, None) for r in query_records], components.extractors(), cache,
+                                   image_loader(components, profile, db), errors, advance)
         queries = [_truth_against_gallery(r, {g.identity for g in gallery})
-                   for r in query_manifest.records if r.image_id in q_hashes]
+                   for r in query_records if r.image_id in q_hashes]
         timings["features_s"] = time.perf_counter() - t
+        animals = {}
+        if segmentation is not None:
+            animals = animal_views(segmentation, [(gallery_record(g), g.content_hash) for g in gallery], queries)
+            notices.extend(_mask_notices(animals, {r.image_id for r in queries}))
 
         t = time.perf_counter()
         gallery_hashes = [g_hashes[g.image_id] for g in gallery]
@@ -235,7 +319,7 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
 
         t = time.perf_counter()
         raw = _score_pairs(components, cache, scored.index, gallery_hashes, [q_hashes[r.image_id] for r in queries],
-                           bars.task("matching", int(scored.index.size)))
+                           bars.task("matching", int(scored.index.size)), identities)
         timings["matching_s"] = time.perf_counter() - t
         counts = {"gallery_images": len(gallery), "gallery_individuals": len(set(identities)),
                   "queries": len(queries), "enrolled_now": added, "already_enrolled": unchanged,
@@ -250,6 +334,10 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                            f"(τ = {fitted.threshold:.3f}, weights {', '.join(f'{w:.2f}' for w in fitted.weights)})")
 
     predictions = _decide(components, profile, queries, gallery, scored, raw, options.top_k, fitted)
+    if animals:
+        predictions = [dataclasses.replace(p, animal=animals[p.image_id].describe()) if p.image_id in animals else p
+                       for p in predictions]
+        counts.update(mask_counts(animals, {r.image_id for r in queries}))
     timings["total_s"] = time.perf_counter() - t_start
 
     from .metrics import evaluate
@@ -269,7 +357,9 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                 return ReportEvidence(components.pipelines[0], options.db, profile.image,
                                       {r.image_id: (r, q_hashes[r.image_id]) for r in queries},
                                       {g.image_id: (gallery_record(g), g_hashes[g.image_id]) for g in gallery},
-                                      top=options.explain_top)
+                                      top=options.explain_top,
+                                      segment=None if profile.segment is None else (profile.segment,
+                                                                                    components.segmenter))
         _write_outputs(result, options, make_evidence)
     return result
 
@@ -309,8 +399,10 @@ def match_pairs(matcher, queries: list[LocalFeatures], gallery: LocalFeatures) -
 
 
 def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, gallery_hashes: list[str],
-                 query_hashes: list[str], advance: Callable[[int], None]) -> dict[str, np.ndarray]:
-    """Raw score per pipeline, float (N_q, B), NaN where not scored.
+                 query_hashes: list[str], advance: Callable[[int], None],
+                 identities: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Raw score per pipeline, float (N_q, B), NaN where not scored. ``identities`` (aligned
+    with ``gallery_hashes``) are needed by pipelines with distinctiveness weighting.
 
     Gallery-major order: each shortlisted gallery image's features are read once per run and
     scored against every query that shortlisted it; query features stay in memory.
@@ -321,6 +413,15 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
         return raw
     extractors = {p.extractor.cache_id: p.extractor for p in pipelines}
     query_features = {key: [cache.get(h, ex) for h in query_hashes] for key, ex in extractors.items()}
+    distinct = {}  # pipeline name -> (model, per-query neighbours)
+    for p in pipelines:
+        if p.distinctiveness is not None:
+            from .distinctiveness import Neighbours, fitted
+
+            model = fitted(cache, p.extractor, gallery_hashes, identities, p.distinctiveness)
+            empty = Neighbours(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64))
+            distinct[p.name] = (model, [model.neighbours(f.desc) if f is not None else empty
+                                        for f in query_features[p.extractor.cache_id]])
     pairs_of: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for qi in range(index.shape[0]):
         for col in range(index.shape[1]):
@@ -333,7 +434,14 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
                     and query_features[p.extractor.cache_id][qi] is not None]
             queries = [query_features[p.extractor.cache_id][qi] for qi, _ in todo]
             for (qi, col), fq, matches in zip(todo, queries, match_pairs(p.matcher.obj, queries, fg)):
-                raw[p.name][qi, col] = p.scorer.obj.score(fq, fg, matches)
+                if p.name in distinct:
+                    from .distinctiveness import weighted_score
+
+                    model, neighbours = distinct[p.name]
+                    raw[p.name][qi, col] = weighted_score(p.scorer.obj, model, fq, fg, matches, neighbours[qi],
+                                                          identities[g_row])
+                else:
+                    raw[p.name][qi, col] = p.scorer.obj.score(fq, fg, matches)
         advance(len(pairs_of[g_row]))
     return raw
 

@@ -53,7 +53,9 @@ class Manifest:
 class LoadedImage:
     """A decoded photo: ``rgb`` uint8 (H, W, 3); ``mask`` bool (H, W) or None (whole image).
 
-    ``original_hw`` is the size on disk before any safety downscale on load.
+    ``original_hw`` is the size on disk before any safety downscale on load. ``view`` is the
+    :class:`~reid_engine.segmentation.AnimalView` saying which pixels these are (mask source,
+    instance, fallback, crop) once the profile's ``[segment]`` step ran; None before.
     """
 
     record: ImageRecord
@@ -61,6 +63,7 @@ class LoadedImage:
     mask: np.ndarray | None
     content_hash: str
     original_hw: tuple[int, int]
+    view: object | None = None
 
 
 @dataclass
@@ -164,3 +167,4 @@ class Prediction:
     decision: str  # "known" | "new"
     candidates: tuple[Candidate, ...]
     truth: str | None = None
+    animal: str = ""  # which pixels were used: AnimalView.describe() (mask source, instance, fallback, crop)

@@ -86,7 +86,11 @@ def register_preprocessors(register: Register) -> None:
 def register_segmenters(register: Register) -> None:
     """Provide segmenters (kind ``segmenter``).
 
-    Factory result: an object with ``masks(image: LoadedImage) -> list[bool ndarray (H, W)]``.
+    Factory result: an object with
+    ``probability(image: LoadedImage) -> float ndarray (H, W)`` in [0, 1] (the engine caches it per
+    photo, keyed by the plugin's version and its ``model_id`` attribute), and
+    ``clean(prob: float ndarray (h, w)) -> list[bool ndarray (h, w)]``: the animals, largest
+    first ([] when none), at whatever size ``prob`` has.
     """
 
 

@@ -63,8 +63,21 @@ class CalibrationSettings:
 
 
 @dataclass(frozen=True)
+class DistinctivenessSettings:
+    """Weight each counted match by how distinctive it is (engine/distinctiveness.py).
+
+    per_image   strongest features of each gallery image kept in the fitted sample
+    neighbours  nearest sample features looked up per query feature
+    """
+
+    per_image: int = 128
+    neighbours: int = 10
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
-    """One local pipeline: extractor → matcher → scorer, with its fusion weight."""
+    """One local pipeline: extractor → matcher → scorer, with its fusion weight; with
+    ``distinctiveness`` the score is the distinctiveness-weighted sum of the matches the scorer counts."""
 
     name: str
     extractor: PluginRef
@@ -72,6 +85,32 @@ class PipelineSettings:
     scorer: PluginRef
     weight: float = 1.0
     calibration: CalibrationSettings = CalibrationSettings()
+    distinctiveness: DistinctivenessSettings | None = None
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """Where the animal is (engine/segmentation.py). Manifest masks and boxes always win.
+
+    segmenter     plugin that finds animals (e.g. ``isnet``); None: only manifest masks
+    instance      several animals in a photo: ``largest``, ``central`` (centroid nearest the
+                  centre) or ``each`` (every animal in a query photo is its own query; gallery
+                  photos use the largest)
+    min_coverage  a chosen mask covering less of the photo than this is not trusted
+    fallback      then: ``whole`` photo, or ``centre-box`` (the middle ``centre_box`` of each side)
+    crop          crop to the mask's box (+ ``crop_margin`` of its size on each side) ...
+    crop_side     ... resized so its longer side is this many px (0: keep the decoded pixels);
+                  with crop, photos are decoded at up to ``max(image.max_side, 2 * crop_side)``
+    """
+
+    segmenter: PluginRef | None = None
+    instance: Literal["largest", "central", "each"] = "largest"
+    min_coverage: float = 0.02
+    fallback: Literal["whole", "centre-box"] = "whole"
+    centre_box: float = 0.8
+    crop: bool = False
+    crop_margin: float = 0.05
+    crop_side: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,7 @@ class Profile:
     source: str
     image: ImageSettings = ImageSettings()
     preprocess: tuple[PluginRef, ...] = ()
+    segment: SegmentSettings | None = None
     shortlist: ShortlistSettings = ShortlistSettings()
     pipelines: tuple[PipelineSettings, ...] = ()
     decision: DecisionSettings = DecisionSettings()
@@ -123,9 +163,26 @@ def _plugin_ref(value: Any, where: str) -> PluginRef:
     return PluginRef(str(value["plugin"]), tuple(sorted(options.items())))
 
 
+def _segment_settings(table: Any, where: str) -> SegmentSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    table = dict(table)
+    segmenter = _plugin_ref(table.pop("segmenter"), f"{where}.segmenter") if "segmenter" in table else None
+    s = _settings(SegmentSettings, table, where, segmenter=segmenter)
+    if not 0.0 <= s.min_coverage < 1.0:
+        raise ConfigError(f"{where}.min_coverage: must lie in [0, 1), got {s.min_coverage}")
+    if not 0.0 < s.centre_box <= 1.0:
+        raise ConfigError(f"{where}.centre_box: must lie in (0, 1], got {s.centre_box}")
+    if not 0.0 <= s.crop_margin <= 1.0:
+        raise ConfigError(f"{where}.crop_margin: must lie in [0, 1], got {s.crop_margin}")
+    if s.crop_side < 0 or 0 < s.crop_side < 64:
+        raise ConfigError(f"{where}.crop_side: 0 (keep the decoded pixels) or at least 64 px, got {s.crop_side}")
+    return s
+
+
 def parse_profile(data: dict, source: str) -> Profile:
     """Validate a parsed TOML document into a :class:`Profile`."""
-    _check_keys(data, ["profile", "image", "preprocess", "shortlist", "pipelines", "decision"], source)
+    _check_keys(data, ["profile", "image", "preprocess", "segment", "shortlist", "pipelines", "decision"], source)
     head = data.get("profile", {})
     _check_keys(head, ["name", "description", "species"], f"{source} [profile]")
     if "name" not in head:
@@ -134,6 +191,7 @@ def parse_profile(data: dict, source: str) -> Profile:
     preprocess = []
     for i, entry in enumerate(data.get("preprocess", [])):
         preprocess.append(_plugin_ref(entry, f"{source} [[preprocess]] #{i + 1}"))
+    segment = _segment_settings(data["segment"], f"{source} [segment]") if "segment" in data else None
     sl = dict(data.get("shortlist", {}))
     where = f"{source} [shortlist]"
     _check_keys(sl, ["embedder", "top_b", "identity_pooling"], where)
@@ -147,7 +205,7 @@ def parse_profile(data: dict, source: str) -> Profile:
         where = f"{source} [[pipelines]] #{i + 1}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a table")
-        _check_keys(entry, ["name", "extractor", "matcher", "scorer", "weight", "calibration"], where)
+        _check_keys(entry, ["name", "extractor", "matcher", "scorer", "weight", "calibration", "distinctiveness"], where)
         for key in ("name", "extractor", "matcher", "scorer"):
             if key not in entry:
                 raise ConfigError(f"{where}: missing key {key!r}")
@@ -158,6 +216,15 @@ def parse_profile(data: dict, source: str) -> Profile:
         calibration = _settings(CalibrationSettings, entry.get("calibration", {}), f"{where}.calibration")
         if calibration.width <= 0:
             raise ConfigError(f"{where}.calibration.width: must be positive")
+        distinct = entry.get("distinctiveness", False)
+        if distinct is True:
+            distinct = DistinctivenessSettings()
+        elif distinct is False:
+            distinct = None
+        else:
+            distinct = _settings(DistinctivenessSettings, distinct, f"{where}.distinctiveness")
+            if distinct.per_image < 1 or distinct.neighbours < 1:
+                raise ConfigError(f"{where}.distinctiveness: per_image and neighbours must be at least 1")
         weight = _coerce(entry.get("weight", 1.0), float, f"{where}.weight")
         if weight < 0:
             raise ConfigError(f"{where}.weight: must be ≥ 0")
@@ -169,6 +236,7 @@ def parse_profile(data: dict, source: str) -> Profile:
                 scorer=_plugin_ref(entry["scorer"], f"{where}.scorer"),
                 weight=weight,
                 calibration=calibration,
+                distinctiveness=distinct,
             )
         )
     if pipelines and sum(p.weight for p in pipelines) <= 0:
@@ -183,6 +251,7 @@ def parse_profile(data: dict, source: str) -> Profile:
         source=source,
         image=image,
         preprocess=tuple(preprocess),
+        segment=segment,
         shortlist=shortlist,
         pipelines=tuple(pipelines),
         decision=decision,

@@ -30,7 +30,7 @@ def test_outputs_have_the_documented_columns(first_run, seal_data):
     out, result = first_run
     queries = _rows(seal_data.query_csv)
     predictions = _rows(out / "predictions.csv")
-    assert list(predictions[0]) == ["image_id", "path", "prediction", "score", "decision"]
+    assert list(predictions[0]) == ["image_id", "path", "prediction", "score", "decision", "animal"]
     assert sorted(p["image_id"] for p in predictions) == sorted(q["image_id"] for q in queries)
     for p in predictions:
         assert p["decision"] in ("known", "new")

@@ -21,17 +21,24 @@ class MatchCount:
     def __init__(self, config: CountConfig) -> None:
         self.config = config
 
+    def inliers(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> np.ndarray:
+        """bool (M,): the matches the score counts."""
+        return matches.conf >= self.config.min_confidence
+
     def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
-        return float(np.count_nonzero(matches.conf >= self.config.min_confidence))
+        return float(np.count_nonzero(self.inliers(f1, f2, matches)))
 
 
 class ConfidenceSum:
     def __init__(self, config: CountConfig) -> None:
         self.config = config
 
+    def inliers(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> np.ndarray:
+        """bool (M,): the matches the score sums."""
+        return matches.conf >= self.config.min_confidence
+
     def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
-        conf = matches.conf[matches.conf >= self.config.min_confidence]
-        return float(conf.sum())
+        return float(matches.conf[self.inliers(f1, f2, matches)].sum())
 
 
 @hookimpl

@@ -2,12 +2,11 @@
 
 The weight ``isnet-small`` (``reid-engine weights list``) takes a fixed RGB input of
 1024x1024, normalised as ``(pixel - 128) / 256``, and returns a foreground probability map
-(1, 1, 1024, 1024) in [0, 1]. The map is resized back to the photo, thresholded, cleaned
-(morphological opening and closing, connected components smaller than ``min_blob`` of the
-image dropped) and split into instances, largest first. The CUDA provider is used when
+(1, 1, 1024, 1024) in [0, 1]. The engine caches that map per photo (``probability``, the
+expensive part) and asks ``clean`` to threshold it, open and close it, drop connected
+components smaller than ``min_blob`` of the image and split it into instances, largest first
+(so changing these options never re-runs the network). The CUDA provider is used when
 onnxruntime has it and the device is ``cuda``.
-
-Not yet wired into the pipeline (issue 8): the engine's mask policy and caching come next.
 """
 
 from __future__ import annotations
@@ -65,6 +64,7 @@ class IsNet:
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(weight_path("isnet-small")), providers=providers)
         self.input = self.session.get_inputs()[0].name
+        self.model_id = f"isnet-small@{INPUT_SIZE}"  # what ``probability`` depends on (the cache key)
 
     def probability(self, image: LoadedImage) -> np.ndarray:
         """Foreground probability float32 (H, W) in [0, 1] at the photo's size."""
@@ -76,11 +76,14 @@ class IsNet:
         prob = self.session.run(["output"], {self.input: x})[0][0, 0]
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR).clip(0.0, 1.0)
 
-    def masks(self, image: LoadedImage) -> list[np.ndarray]:
-        """Instance masks, bool (H, W) each, largest first; [] when nothing stands out."""
+    def clean(self, prob: np.ndarray) -> list[np.ndarray]:
+        """Probability float (h, w) → instance masks, bool (h, w) each, largest first; [] when nothing stands out."""
         c = self.config
-        return clean_mask(self.probability(image), c.threshold, c.min_blob,
-                          max(0, round(c.close_px * max(image.rgb.shape[:2]) / INPUT_SIZE)))
+        return clean_mask(prob, c.threshold, c.min_blob, max(0, round(c.close_px * max(prob.shape[:2]) / INPUT_SIZE)))
+
+    def masks(self, image: LoadedImage) -> list[np.ndarray]:
+        """Instance masks at the photo's size, bool (H, W) each, largest first."""
+        return self.clean(self.probability(image))
 
 
 @hookimpl
