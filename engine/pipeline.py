@@ -498,6 +498,8 @@ def _write_outputs(result: RunResult, options: RunOptions, make_evidence: Callab
     summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
                "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
                "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
+    if options.profile.segment is not None:  # which animal of each photo was used, and how
+        summary["segment"] = dataclasses.asdict(options.profile.segment)
     try:
         if options.write_report:
             paths["report.html"] = _write_report(out / "report.html", result, options, make_evidence)
@@ -519,7 +521,10 @@ def _write_report(path: Path, result: RunResult, options: RunOptions,
     from .report import write_report
 
     def write(evidence, notice: str = "") -> Path:
+        segment = options.profile.segment
         flat = {"profile": options.profile.name, "database": str(options.db),
+                **({"animal": f"{segment.segmenter.plugin if segment.segmenter else 'manifest masks'}, instance policy "
+                              f"{segment.instance}{', cropped' if segment.crop else ''}"} if segment else {}),
                 "threshold": round(result.threshold, 4), "calibration": result.calibration, **result.counts,
                 **{k: v for k, v in result.metrics.items()}, **{k: round(v, 2) for k, v in result.timings.items()}}
         if notice:

@@ -131,3 +131,25 @@ def test_ransac_one_to_one_counts_each_keypoint_once(features):
     strict = strict.build(strict.make_config({"one_to_one": True}), "cpu")
     assert strict.score(features, features, m) == plain  # mutual matches are one-to-one already
     assert strict.score(features, features, crowd) <= plain
+
+
+@pytest.mark.parametrize("name", TABLE.names("segmenter"))
+def test_segmenter_contract(name):
+    """probability() is a map in [0, 1] of the photo's size; clean() gives bool instance masks
+    of the map's size, largest first, and [] for an empty map."""
+    from reid_engine.weights import MissingWeights
+
+    try:
+        segmenter = _build("segmenter", name)
+    except MissingWeights as exc:  # isnet-small: `reid-engine weights import` it to run this
+        pytest.skip(str(exc).splitlines()[0])
+    assert isinstance(getattr(segmenter, "model_id", ""), str)
+    prob = np.asarray(segmenter.probability(_image()))
+    assert prob.shape == (160, 200) and np.isfinite(prob).all() and prob.min() >= 0 and prob.max() <= 1
+    fake = np.zeros((90, 120), np.float32)
+    fake[10:60, 10:80] = 1.0
+    fake[70:85, 100:115] = 1.0
+    masks = segmenter.clean(fake)
+    assert masks and all(m.dtype == bool and m.shape == fake.shape for m in masks)
+    assert [m.sum() for m in masks] == sorted((m.sum() for m in masks), reverse=True)
+    assert segmenter.clean(np.zeros((90, 120), np.float32)) == []

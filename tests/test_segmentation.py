@@ -235,3 +235,6 @@ def test_run_makes_each_animal_a_query_and_says_which_pixels_it_used(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["gallery_masked"] == 8 and summary["counts"]["query_mask_fallbacks"] == 1
     assert any("fallback" in n for n in summary["notices"])
+    assert summary["segment"]["instance"] == "each" and summary["segment"]["segmenter"]["plugin"] == "bright"
+    assert not any("drawings" in n for n in summary["notices"])  # the report drew the cropped views
+    assert (out / "report.html").stat().st_size > 10_000
