@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from analyse_run import analyse  # benchmarks/ is on sys.path when this script runs
 
 from reid_engine.pipeline import RunOptions, run
@@ -116,6 +118,11 @@ def main() -> None:
               "metrics": result.metrics, "stages": analyse(result), "runs": runs, "calibration": calibration,
               "ece_on_queries": ece_on_queries(result, profile, db) if args.calibrate else None, "machine": machine(), "errors": len(result.errors),
               "command": "python benchmarks/nyala_dev.py " + " ".join(sys.argv[1:])}
+    # raw scores for offline fusion studies (benchmarks/experiments/view_fusion.py), next to the database
+    np.savez(args.workdir / f"scores-{profile.name}-{args.split}.npz", index=result.shortlist_index,
+             sim=result.shortlist_sim, identities=np.array(result.gallery_identities),
+             truth=np.array([p.truth or "" for p in result.predictions]),
+             **{f"raw_{name}": raw for name, raw in result.raw_scores.items()})
     suffix = "-calibrated" if args.calibrate else ""
     out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}{suffix}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")

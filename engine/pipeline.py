@@ -245,7 +245,6 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     table = table or PluginTable.discover()
     device = resolve_device(options.device)
     profile = options.profile
-    components = build_components(profile, table, device)
     errors: list[ImageError] = []
     notices: list[str] = []
 
@@ -266,6 +265,8 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     for m in (gallery_manifest, query_manifest):
         if m is not None:
             notices.extend(m.notices)
+    # after the manifests: a wrong path is reported before a missing model weight
+    components = build_components(profile, table, device)
 
     with GalleryDatabase(options.db) as db, _Progress(progress) as bars:
         t = time.perf_counter()
