@@ -275,9 +275,12 @@ def segment(
         from .pipeline import resolve_device
         from rich.progress import Progress
 
-        from .segment_photos import segment_manifest
+        from .segment_photos import require_segmenter, segment_manifest
 
+        if not manifest.exists():
+            raise UsageError(f"PHOTOS {manifest}: no such file or folder; pass a manifest CSV or a folder of photos")
         profile = _profile(species, profile_file)
+        require_segmenter(profile)
         table = _table()
         records = list(load_manifest(manifest, "query", table).records)
         with Progress(console=err_console, transient=True) as bar:

@@ -44,6 +44,14 @@ class SegmentSummary:
         return float(c.mean()), float(np.percentile(c, 5)), float(np.percentile(c, 95))
 
 
+def require_segmenter(profile):
+    """The profile's [segment] settings; a UsageError when it names no segmenter."""
+    if profile.segment is None or profile.segment.segmenter is None:
+        raise UsageError(f"{profile.source}: profile {profile.name!r} has no [segment] segmenter; add e.g. "
+                         "[segment] segmenter = \"isnet\" to it, or pick a profile that has one")
+    return profile.segment
+
+
 def segment_manifest(profile, records: list[ImageRecord], db_path: Path, table, device: str = "cpu",
                      grid: Path | None = None, sample: int = 20, seed: int = 0,
                      progress=lambda: None) -> SegmentSummary:
@@ -55,10 +63,7 @@ def segment_manifest(profile, records: list[ImageRecord], db_path: Path, table, 
     from .images import ImageDecodeError, read_image
     from .segmentation import Segmentation
 
-    seg = profile.segment
-    if seg is None or seg.segmenter is None:
-        raise UsageError(f"{profile.source}: profile {profile.name!r} has no [segment] segmenter; add e.g. "
-                         "[segment] segmenter = \"isnet\" to it, or pick a profile that has one")
+    seg = require_segmenter(profile)
     if grid is not None and grid.suffix.lower() != ".png":
         raise UsageError(f"--grid {grid}: the grid is written as PNG; end the name in .png")
     segmenter = build_plugin(table, "segmenter", seg.segmenter, device, f"{profile.source} [segment].segmenter")

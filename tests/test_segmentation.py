@@ -238,3 +238,31 @@ def test_run_makes_each_animal_a_query_and_says_which_pixels_it_used(tmp_path):
     assert summary["segment"]["instance"] == "each" and summary["segment"]["segmenter"]["plugin"] == "bright"
     assert not any("drawings" in n for n in summary["notices"])  # the report drew the cropped views
     assert (out / "report.html").stat().st_size > 10_000
+
+
+def test_segment_command_refuses_a_profile_without_a_segmenter_and_a_missing_folder(tmp_path):
+    from tests.conftest import run_cli
+
+    no_segmenter = run_cli("segment", str(tmp_path), "--species", "seal", "--db", str(tmp_path / "g.db"))
+    assert no_segmenter.returncode == 2 and "has no [segment] segmenter" in no_segmenter.stderr
+    missing = run_cli("segment", str(tmp_path / "nope"), "--species", "seal")
+    assert missing.returncode == 2 and "nope: no such file or folder" in missing.stderr
+    assert "Traceback" not in no_segmenter.stderr + missing.stderr
+
+
+def test_segment_manifest_reports_views_and_draws_the_grid(two_animals, tmp_path):
+    from reid_engine.registry.profiles import load_profile_file
+    from reid_engine.segment_photos import segment_manifest
+
+    path, _, _ = two_animals
+    photo(tmp_path / "empty.png", [])
+    profile_path = tmp_path / "p.toml"
+    profile_path.write_text(textwrap.dedent(PROFILE))
+    records = [ImageRecord("two", path), ImageRecord("empty", tmp_path / "empty.png"),
+               ImageRecord("gone", tmp_path / "gone.png")]
+    summary = segment_manifest(load_profile_file(profile_path), records, tmp_path / "g.db", bright_table(),
+                               grid=tmp_path / "grid.png", sample=2)
+    assert set(summary.views) == {"two", "empty"} and list(summary.fallbacks) == ["empty"]
+    assert summary.computed == 2 and [e.image_id for e in summary.errors] == ["gone"]
+    grid = Image.open(summary.grid)
+    assert grid.size[0] > 600 and grid.size[1] > 100
