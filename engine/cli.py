@@ -254,7 +254,8 @@ def explain(
     for item in written:
         ev = item.evidence
         inliers = f"{ev.n_inliers} inliers" if ev.inliers_known else f"inliers not known ({ev.scorer} gives none)"
-        out_console.print(escape(f"{ev.pipeline}: score {ev.score:g} ({ev.scorer}), {len(ev.matches)} matches, "
+        weighted = ", before distinctiveness weighting" if ev.weighted else ""
+        out_console.print(escape(f"{ev.pipeline}: score {ev.score:g} ({ev.scorer}{weighted}), {len(ev.matches)} matches, "
                                  f"{inliers} → {item.path}"), soft_wrap=True)
 
 

@@ -38,7 +38,9 @@ class PairEvidence:
     matches        Matches (M,) of the pipeline's matcher, f1 → f2
     inliers        bool (M,): the scorer's inlier set, or all True when it gives none
     inliers_known  whether the scorer gave an inlier set (``inliers(f1, f2, matches)``)
-    score          the scorer's raw score of the pair (what the run fuses)
+    score          the scorer's raw score of the pair (what the run fuses, unless ``weighted``)
+    weighted       the pipeline weights its counted matches by distinctiveness: the run's score
+                   of the pair is their weight sum (ranking.csv / report), not ``score``
     """
 
     pipeline: str
@@ -47,13 +49,15 @@ class PairEvidence:
     inliers: np.ndarray
     inliers_known: bool
     score: float
+    weighted: bool = False
 
     @property
     def n_inliers(self) -> int:
         return int(self.inliers.sum())
 
     def info(self) -> str:
-        return f"{self.pipeline} · score {_fmt_score(self.score)}"
+        note = " (before distinctiveness weighting)" if self.weighted else ""
+        return f"{self.pipeline} · score {_fmt_score(self.score)}{note}"
 
 
 def _fmt_score(value: float) -> str:
@@ -67,6 +71,7 @@ def match_pair(pipeline, f1: LocalFeatures, f2: LocalFeatures) -> PairEvidence:
     becomes a one-line :class:`ReidError` naming the pipeline and the plugin.
     """
     name = pipeline.scorer.spec.name
+    weighted = getattr(pipeline, "distinctiveness", None) is not None
     matches = _step(pipeline, "matcher", pipeline.matcher, lambda: pipeline.matcher.obj.match(f1, f2))
     score = float(_step(pipeline, "scorer", pipeline.scorer, lambda: pipeline.scorer.obj.score(f1, f2, matches)))
     find = getattr(pipeline.scorer.obj, "inliers", None)
@@ -76,8 +81,8 @@ def match_pair(pipeline, f1: LocalFeatures, f2: LocalFeatures) -> PairEvidence:
         if inl.shape != (len(matches),):
             raise ReidError(f"scorer {name!r}: inliers() returned {inl.size} values for {len(matches)} matches; "
                             "it must return one bool per match (fix or update the plugin)")
-        return PairEvidence(pipeline.name, name, matches, inl, True, score)
-    return PairEvidence(pipeline.name, name, matches, np.ones(len(matches), bool), False, score)
+        return PairEvidence(pipeline.name, name, matches, inl, True, score, weighted)
+    return PairEvidence(pipeline.name, name, matches, np.ones(len(matches), bool), False, score, weighted)
 
 
 def _step(pipeline, kind: str, built, call):

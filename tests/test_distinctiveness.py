@@ -131,3 +131,19 @@ def test_a_run_with_distinctiveness_ranks_the_seals_as_well_as_the_plain_count(s
     raw = result.raw_scores["distinct"]
     assert 0 < np.nanmax(raw) < 2 * 300  # weights lie in [0, 2] per counted match, 300 keypoints
     assert top1(raw) >= top1(result.raw_scores["sift-mnn"]) >= 0.5
+
+
+def test_match_drawings_say_their_score_is_before_weighting():
+    from reid_engine.components import Pipeline, build_plugin
+    from reid_engine.explain import match_pair
+    from reid_engine.registry import PluginTable
+    from reid_engine.registry.profiles import PluginRef
+
+    table = PluginTable.discover()
+    built = {kind: build_plugin(table, kind, PluginRef(name), "cpu", "test")
+             for kind, name in (("extractor", "sift"), ("matcher", "mnn"), ("scorer", "match-count"))}
+    f = features(np.eye(8, dtype=np.float32))
+    for setting, said in ((None, False), (DistinctivenessSettings(), True)):
+        pipeline = Pipeline("p", built["extractor"], built["matcher"], built["scorer"], 1.0, 1.0, 1.0, setting)
+        evidence = match_pair(pipeline, f, f)
+        assert evidence.score == 8 and ("before distinctiveness" in evidence.info()) is said
