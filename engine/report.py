@@ -466,6 +466,9 @@ def _query_row(p: Prediction, thumbs: _ThumbWriter,
         parts.append(f'<span class="badge {"ok" if result == "correct" else "bad"}">{mark}</span>')
     parts.append("</div>")
     parts.append(f'<div class="line"><span class="lbl">score </span>{_fmt_score(p.score)}</div>')
+    if p.animal:  # which pixels were used: mask, instance, crop or the fallback and why
+        note = ' class="note"' if "fallback" in p.animal else ' class="line"'
+        parts.append(f'<div{note}><span class="lbl">animal </span>{_e(p.animal)}</div>')
     if p.truth is not None:
         parts.append(f'<div class="line"><span class="lbl">truth </span>{_e(p.truth)}</div>')
         if p.truth != NEW_INDIVIDUAL and all(c.identity != p.truth for c in cands):

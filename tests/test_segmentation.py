@@ -238,6 +238,7 @@ def test_run_makes_each_animal_a_query_and_says_which_pixels_it_used(tmp_path):
     assert summary["segment"]["instance"] == "each" and summary["segment"]["segmenter"]["plugin"] == "bright"
     assert not any("drawings" in n for n in summary["notices"])  # the report drew the cropped views
     assert (out / "report.html").stat().st_size > 10_000
+    assert by_id["pair#2"].animal in (out / "report.html").read_text()  # each query card names its pixels
 
 
 def test_segment_command_refuses_a_profile_without_a_segmenter_and_a_missing_folder(tmp_path):
