@@ -99,13 +99,15 @@ def ensure_features(
     load: Callable[[ImageRecord], LoadedImage],
     errors: list[ImageError],
     advance: Callable[[], None] = lambda: None,
+    content_hashes: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Make sure every image has cached features for every extractor.
 
     ``records`` pairs each record with its known content hash (None: read the file's bytes to
     learn it). Returns image_id → image key (see :func:`image_key`) for the images that could
     be used; the others are appended to ``errors``. An image is decoded at most once, and only
-    when one of its features is missing from the cache.
+    when one of its features is missing from the cache. ``content_hashes``, when given, receives
+    image_id → the photo's content hash (so callers need not read the files again).
     """
     keys: dict[str, str] = {}
     for record, known_hash in records:
@@ -116,7 +118,8 @@ def ensure_features(
             cache.reused += len(extractors) - len(missing)
             if missing:
                 image = load(record)
-                key = image_key(record, image.content_hash)  # the file may have changed since enrolment
+                chash = image.content_hash  # the file may have changed since enrolment
+                key = image_key(record, chash)
                 for ex in missing:
                     if cache.has(key, ex):
                         continue
@@ -124,6 +127,8 @@ def ensure_features(
                     cache.put(key, ex, features)
                     cache.computed += 1
             keys[record.image_id] = key
+            if content_hashes is not None:
+                content_hashes[record.image_id] = chash
         except ImageDecodeError as exc:
             errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
         except Exception as exc:  # noqa: BLE001 - one bad image (or plugin bug on it) must not stop the run

@@ -169,21 +169,11 @@ def each_animal(records: list[ImageRecord], segmentation: Segmentation, profile:
     return out
 
 
-def animal_views(segmentation: Segmentation, gallery: list[tuple[ImageRecord, str]],
-                 queries: list[ImageRecord]) -> dict:
-    """image_id → AnimalView for every gallery image and query (from the mask cache; no decoding)."""
+def animal_views(segmentation: Segmentation, photos: list[tuple[ImageRecord, str]]) -> dict:
+    """image_id → AnimalView for (record, content hash) pairs, from the mask cache (no decoding)."""
     from .segmentation import AnimalView
 
-    views = {}
-    for record, chash in gallery:
-        views[record.image_id] = segmentation.view_of(record, chash) or AnimalView("none")
-    for record in queries:
-        try:
-            chash = content_hash(Path(record.path).read_bytes())
-        except OSError:
-            continue
-        views[record.image_id] = segmentation.view_of(record, chash) or AnimalView("none")
-    return views
+    return {record.image_id: segmentation.view_of(record, chash) or AnimalView("none") for record, chash in photos}
 
 
 def mask_counts(views: dict, query_ids: set[str]) -> dict[str, float | int]:
@@ -301,14 +291,16 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         if segmentation is not None and profile.segment.instance == "each":
             query_records = each_animal(query_records, segmentation, profile, errors)
         advance = bars.task("query features", len(query_records))
+        q_content: dict[str, str] = {}
         q_hashes = ensure_features([(r, None) for r in query_records], components.extractors(), cache,
-                                   image_loader(components, profile, db), errors, advance)
+                                   image_loader(components, profile, db), errors, advance, q_content)
         queries = [_truth_against_gallery(r, {g.identity for g in gallery})
                    for r in query_records if r.image_id in q_hashes]
         timings["features_s"] = time.perf_counter() - t
         animals = {}
         if segmentation is not None:
-            animals = animal_views(segmentation, [(gallery_record(g), g.content_hash) for g in gallery], queries)
+            animals = animal_views(segmentation, [(gallery_record(g), g.content_hash) for g in gallery]
+                                   + [(r, q_content[r.image_id]) for r in queries])
             notices.extend(_mask_notices(animals, {r.image_id for r in queries}))
 
         t = time.perf_counter()
@@ -415,10 +407,10 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
     extractors = {p.extractor.cache_id: p.extractor for p in pipelines}
     query_features = {key: [cache.get(h, ex) for h in query_hashes] for key, ex in extractors.items()}
     distinct = {}  # pipeline name -> (model, per-query neighbours)
+    if any(p.distinctiveness is not None for p in pipelines):
+        from .distinctiveness import Neighbours, fitted, weighted_score
     for p in pipelines:
         if p.distinctiveness is not None:
-            from .distinctiveness import Neighbours, fitted
-
             model = fitted(cache, p.extractor, gallery_hashes, identities, p.distinctiveness)
             empty = Neighbours(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64))
             distinct[p.name] = (model, [model.neighbours(f.desc) if f is not None else empty
@@ -436,8 +428,6 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
             queries = [query_features[p.extractor.cache_id][qi] for qi, _ in todo]
             for (qi, col), fq, matches in zip(todo, queries, match_pairs(p.matcher.obj, queries, fg)):
                 if p.name in distinct:
-                    from .distinctiveness import weighted_score
-
                     model, neighbours = distinct[p.name]
                     raw[p.name][qi, col] = weighted_score(p.scorer.obj, model, fq, fg, matches, neighbours[qi],
                                                           identities[g_row])
