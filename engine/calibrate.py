@@ -37,6 +37,7 @@ from .calibration import (
 )
 from .components import Components, build_components
 from .database import GalleryDatabase
+from .embedding.stored import attach_trained_embedder, embedding_matrix
 from .errors import UsageError
 from .features import FeatureCache
 from .fusion import logistic_calibration
@@ -55,6 +56,8 @@ class NotEnoughData(UsageError):
 def calibration_key(profile: Profile, components: Components) -> str:
     """Which fitted calibration belongs to this profile's shortlist and pipelines."""
     parts = [profile.name, "|".join(components.embedder.cache_id), str(profile.shortlist.top_b)]
+    if components.trained is not None:  # a retrained embedder invalidates the calibration
+        parts.append("trained|" + "|".join(components.trained.cache_id))
     for p in components.pipelines:
         parts.append("|".join([p.name, *p.extractor.cache_id, *p.matcher.cache_id, *p.scorer.cache_id]))
     return "calibration-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
@@ -122,6 +125,7 @@ class CalibrationResult:
     split: dict = field(default_factory=dict)
     plots: dict[str, Path] = field(default_factory=dict)
     errors: list[ImageError] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
 
 
 def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unknown_share: float = 0.2,
@@ -137,6 +141,9 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         raise UsageError(f"{profile.source}: the profile has no [[pipelines]] to calibrate")
     result = CalibrationResult()
     with GalleryDatabase(db_path) as db, _Progress(progress) as bars:
+        notice = attach_trained_embedder(db, profile, components, table, device)
+        if notice:
+            result.notices.append(notice)
         if gallery_path is not None:
             enroll_manifest(db, load_manifest(gallery_path, "gallery", table), result.errors)
         gallery = db.gallery()
@@ -148,19 +155,24 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         split = make_open_split(identities, unknown_share, seed)
         all_hashes = [hashes[g.image_id] for g in gallery]
         extractor = components.embedder_extractor
-        # the vocabulary is fitted on the calibration gallery only: held-out queries stay unseen
-        prepare_embedder(components.embedder, extractor, db, cache, [all_hashes[r] for r in split.gallery])
-        emb = embed_local(components.embedder, cache, extractor, all_hashes)
         g_rows = split.gallery
         sub_ids = [identities[r] for r in g_rows]
-        names = sorted(set(sub_ids))
-        groups: dict[str, list[str]] = defaultdict(list)
-        for r in g_rows:
-            groups[identities[r]].append(all_hashes[r])
-        pooled = embed_pooled_local(components.embedder, cache, extractor, [groups[n] for n in names]) \
-            if profile.shortlist.identity_pooling else None
-        position = {n: i for i, n in enumerate(names)}
-        identity_of = np.array([position[i] for i in sub_ids]) if pooled is not None else None
+        pooled = identity_of = None
+        if components.trained is not None:
+            # NB: the embedder was trained on the whole labelled gallery, the held-out identities included
+            emb = embedding_matrix(cache, components.trained, all_hashes)
+        else:
+            # the vocabulary is fitted on the calibration gallery only: held-out queries stay unseen
+            prepare_embedder(components.embedder, extractor, db, cache, [all_hashes[r] for r in split.gallery])
+            emb = embed_local(components.embedder, cache, extractor, all_hashes)
+            names = sorted(set(sub_ids))
+            groups: dict[str, list[str]] = defaultdict(list)
+            for r in g_rows:
+                groups[identities[r]].append(all_hashes[r])
+            if profile.shortlist.identity_pooling:
+                pooled = embed_pooled_local(components.embedder, cache, extractor, [groups[n] for n in names])
+                position = {n: i for i, n in enumerate(names)}
+                identity_of = np.array([position[i] for i in sub_ids])
         q_rows = split.known_queries + split.unknown_queries
         scored = shortlist(emb[q_rows], emb[g_rows], profile.shortlist.top_b, pooled, identity_of)
         raw = _score_pairs(components, cache, scored.index, [all_hashes[r] for r in g_rows],

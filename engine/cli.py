@@ -211,6 +211,8 @@ def calibrate(
                                  table=_table(), progress=not quiet and sys.stderr.isatty())
     except (ReidError, OSError) as exc:
         _fail(exc)
+    for notice in result.notices:
+        _say(err_console, "notice", "yellow", notice)
     s = result.split
     out_console.print(f"open-set split (seed {s['seed']}): {s['gallery_images']} gallery images; {s['known_queries']} known "
                       f"queries; {s['unknown_queries']} queries of {s['unknown_identities']} held-out identities")
@@ -508,6 +510,105 @@ def train_descriptor_command(
     out_console.print(escape(f"regions: {result.detector}; initial weights: {result.init}"))
     out_console.print(escape(f"checkpoint: {result.out}  (extractor = {{ plugin = \"hesaffnet-hardnet\", "
                              f"checkpoint = \"{result.out}\" }})"))
+
+
+@train_app.command("embedder")
+def train_embedder_command(
+    species: Optional[str] = typer.Option(None, "--species", help="species profile: its [segment] view and [trained_embedder] defaults"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile"),
+    gallery: Optional[Path] = typer.Option(None, "--gallery", help="labelled photos (CSV or identity folders), enrolled into --db [default: everything enrolled in --db]"),
+    split: Optional[Path] = typer.Option(None, "--split", help="CSV image_id,split: train only on its gallery rows (never on queries)"),
+    db: Path = typer.Option(DEFAULT_OUT / "gallery.db", "--db", help="gallery database; the trained model is stored in it"),
+    method: str = typer.Option("arcface", "--method", help="arcface (sub-center ArcFace, dynamic margins)"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="any timm model [default: the profile's, tf_efficientnet_lite0]"),
+    init: Optional[Path] = typer.Option(None, "--init", help="start from this checkpoint (a timm state dict of the backbone, or an embedder file) instead of ImageNet"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="at most this many epochs (early stopping on held-out mAP) [default: the profile's]"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="square input side in px [default: the profile's]"),
+    batch_p: int = typer.Option(8, "--batch-p", min=2, help="identities per batch"),
+    batch_k: int = typer.Option(4, "--batch-k", min=1, help="photos per identity in a batch"),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="learning rate of the head (the backbone gets 0.3x)"),
+    val_share: float = typer.Option(0.1, "--val-share", min=0.0, max=0.5, help="share of identities held out to validate on (0: none, train on all, no early stopping)"),
+    patience: int = typer.Option(3, "--patience", min=1, help="stop after this many epochs without a better held-out mAP"),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="horizontal flips in augmentation [default: the profile's; off where left and right flanks differ]"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the model to this file (model = \"PATH\" of trained-embedder)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="per-epoch checkpoint [default: DB.embedder-PROFILE.ckpt]"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run saved in the checkpoint"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train a re-ID embedder on your labelled gallery; the shortlist and fusion then use it."""
+    try:
+        from .pipeline import resolve_device
+        from .training.train_embedder import options_from_profile, train_embedder
+
+        profile = _profile(species, profile_file)
+        options = options_from_profile(
+            profile, db=db, gallery=gallery, split=split, method=method, backbone=backbone, init=init, epochs=epochs,
+            image_size=image_size, batch_p=batch_p, batch_k=batch_k, lr=lr, val_share=val_share, patience=patience,
+            flip=flip, out=out, checkpoint=checkpoint, resume=resume, device=resolve_device(device), seed=seed)
+        log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
+        result = train_embedder(options, _table(), log=log, progress=not quiet and sys.stderr.isatty())
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    if result.skipped:
+        _say(err_console, "warning", "yellow", f"{len(result.skipped)} photo(s) could not be used and were skipped "
+             f"(first: {result.skipped[0].reason})")
+    t = Table(title=escape(f"held-out identities: {result.val_images} photos of {result.val_identities} individuals "
+                           f"(trained on {result.train_images} photos of {result.train_identities})"))
+    for col in ("model", "mAP", "top-1", "loss", "s"):
+        t.add_column(col)
+    if result.start:
+        t.add_row(escape(f"start: {result.init}"), _fmt(result.start["map"]), _fmt(result.start["top1"]), "", "")
+    for row in result.history:
+        mark = " (kept)" if row["epoch"] == result.best_epoch else ""
+        t.add_row(f"epoch {row['epoch']}{mark}", _fmt(row.get("val_map", float("nan"))),
+                  _fmt(row.get("val_top1", float("nan"))), _fmt(row["loss"]), f"{row['seconds']:.0f}")
+    out_console.print(t)
+    out_console.print(escape(f"training {result.seconds_training:.0f} s, loading {result.seconds_loading:.0f} s, "
+                             f"peak memory {result.peak_rss_mb:.0f} MB"))
+    out_console.print(escape(f"stored in {db} for profile {options.profile.name!r} (model {result.model_sha256[:12]}); "
+                             f"`reid-engine run --db {db}` with this profile uses it"))
+    if result.out is not None:
+        out_console.print(escape(f"model file: {result.out}"))
+
+
+export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Write trained models in other formats.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    out: Path = typer.Argument(..., metavar="OUT", help="ONNX file to write (model = \"OUT\", runtime = \"onnx\" of trained-embedder)"),
+    species: Optional[str] = typer.Option(None, "--species"),
+    profile_file: Optional[Path] = typer.Option(None, "--profile"),
+    db: Optional[Path] = typer.Option(None, "--db", help="the gallery database holding the trained embedder"),
+    model: Optional[Path] = typer.Option(None, "--model", help="or a model file from `train embedder --out`"),
+) -> None:
+    """Export a trained embedder to ONNX (input 'image' N x 3 x S x S, output 'embedding' N x D)."""
+    try:
+        from .embedding.model import from_arrays, read_model_file
+        from .embedding.stored import model_key, train_command
+
+        profile = _profile(species, profile_file) if model is None else None
+        if model is not None:
+            net = read_model_file(model)[0]
+        else:
+            if db is None or not db.is_file():
+                raise UsageError(f"--db {db}: no gallery database; pass --db (or --model FILE)")
+            from .database import GalleryDatabase
+
+            with GalleryDatabase(db) as gdb:
+                arrays = gdb.get_model(model_key(profile.name))
+            if arrays is None:
+                raise UsageError(f"{db}: no embedder trained for profile {profile.name!r}; `{train_command(profile)}`")
+            net = from_arrays(arrays)[0]
+        from .embedding.onnx_export import export_onnx
+
+        export_onnx(net, out)
+    except (ReidError, OSError) as exc:
+        _fail(exc)
+    out_console.print(escape(f"ONNX model: {out} (trained-embedder: model = \"{out}\", runtime = \"onnx\")"))
 
 
 def main() -> None:

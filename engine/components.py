@@ -47,11 +47,14 @@ class Components:
     embedder_extractor: Built | None
     pipelines: list[Pipeline]
     segmenter: Built | None = None
+    view: str | None = None  # hash of what extractors see (decoding, [segment], preprocessors); None: the default
+    trained: Built | None = None  # the trained re-ID embedder as a one-feature extractor (embedding/stored.py)
 
     def extractors(self) -> list[Built]:
-        """Distinct extractors (by cache id) the run needs, in profile order."""
+        """Distinct extractors (by cache id) the run needs, in profile order (the trained embedder last)."""
         seen: dict[tuple, Built] = {}
-        for built in [p.extractor for p in self.pipelines] + ([self.embedder_extractor] if self.embedder_extractor else []):
+        for built in ([p.extractor for p in self.pipelines] + ([self.embedder_extractor] if self.embedder_extractor else [])
+                      + ([self.trained] if self.trained else [])):
             seen.setdefault(built.cache_id, built)
         return list(seen.values())
 
@@ -117,4 +120,4 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
                                                   f"{src} [shortlist].embedder.extractor")
                 if view is not None:
                     embedder_extractor.config_hash = config_hash_of(embedder_extractor.config_hash, view)
-    return Components(pre, embedder, embedder_extractor, pipelines, segmenter)
+    return Components(pre, embedder, embedder_extractor, pipelines, segmenter, view)

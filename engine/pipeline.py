@@ -27,6 +27,7 @@ from .images import ImageDecodeError, content_hash
 from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
 from .records import (NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches,
                       Prediction)
+from .embedding.stored import attach_trained_embedder, embedding_matrix
 from .segmentation import Segmentation
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
@@ -259,6 +260,9 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     components = build_components(profile, table, device)
 
     with GalleryDatabase(options.db) as db, _Progress(progress) as bars:
+        trained_notice = attach_trained_embedder(db, profile, components, table, device)
+        if trained_notice:
+            notices.append(trained_notice)
         t = time.perf_counter()
         added = unchanged = 0
         if gallery_manifest is not None:
@@ -364,6 +368,9 @@ def _no_drawings(exc: BaseException) -> str:
 
 def _shortlist_stage(components: Components, db: GalleryDatabase, cache: FeatureCache, profile: Profile,
                      gallery_hashes: list[str], identities: list[str], query_hashes: list[str], bars: _Progress):
+    if components.trained is not None:  # the re-ID embedder trained on this gallery (cached with the features)
+        return shortlist(embedding_matrix(cache, components.trained, query_hashes),
+                         embedding_matrix(cache, components.trained, gallery_hashes), profile.shortlist.top_b)
     embedder, extractor = components.embedder, components.embedder_extractor
     if extractor is None:
         raise UsageError(f"{profile.source}: embedder {embedder.spec.name!r} takes images; only local-feature "
@@ -453,8 +460,13 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
         confidence = lambda x: float(fitted.confidence(np.array([x]))[0])  # noqa: E731
     elif pipelines:
         probabilities = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in pipelines]
-        fused = fuse(probabilities, [p.weight for p in pipelines])
-        tiebreak = fuse_raw([raw[p.name] for p in pipelines], [p.weight for p in pipelines], [p.width for p in pipelines])
+        weights, raws, widths = [p.weight for p in pipelines], [raw[p.name] for p in pipelines], [p.width for p in pipelines]
+        if components.trained is not None and profile.trained_embedder.weight > 0:  # its cosine is evidence too
+            s = profile.trained_embedder
+            probabilities.append(logistic_calibration(scored.sim, s.calibration.midpoint, s.calibration.width))
+            weights, raws, widths = weights + [s.weight], raws + [scored.sim], widths + [s.calibration.width]
+        fused = fuse(probabilities, weights)
+        tiebreak = fuse_raw(raws, weights, widths)
     else:
         fused = np.clip(scored.sim, 0.0, 1.0)
         tiebreak = scored.sim

@@ -122,6 +122,32 @@ class DecisionSettings:
 
 
 @dataclass(frozen=True)
+class TrainedEmbedderSettings:
+    """A re-ID embedder trained on the user's gallery (``reid-engine train embedder``).
+
+    use          ``when-trained``: shortlist with it and fuse its cosine as evidence when the
+                 gallery database holds one for this profile (else the ``[shortlist]``
+                 embedder, with a notice naming the command); ``never``: ignore it
+    embedder     the plugin serving it (``trained-embedder``; options ``runtime``, ``model``...)
+    weight       fusion weight of its cosine beside the ``[[pipelines]]`` (before ``calibrate``)
+    calibration  its cosine → probability (logistic), until ``reid-engine calibrate`` fits one
+    backbone, image_size, epochs, flip, method: the defaults of ``train embedder`` for this
+                 species (``flip``: horizontal flips are identity-preserving, i.e. left and
+                 right sides look alike; false for nyala and seals)
+    """
+
+    use: Literal["when-trained", "never"] = "when-trained"
+    embedder: PluginRef = PluginRef("trained-embedder")
+    weight: float = 1.0
+    calibration: CalibrationSettings = CalibrationSettings(midpoint=0.5, width=0.08)
+    method: Literal["arcface"] = "arcface"
+    backbone: str = "tf_efficientnet_lite0"
+    image_size: int = 224
+    epochs: int = 12
+    flip: bool = False
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -133,6 +159,7 @@ class Profile:
     pipelines: tuple[PipelineSettings, ...] = ()
     decision: DecisionSettings = DecisionSettings()
     species: tuple[str, ...] = field(default=())
+    trained_embedder: TrainedEmbedderSettings | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,9 +207,29 @@ def _segment_settings(table: Any, where: str) -> SegmentSettings:
     return s
 
 
+def _trained_embedder_settings(table: Any, where: str) -> TrainedEmbedderSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    table = dict(table)
+    fixed: dict[str, Any] = {}
+    if "embedder" in table:
+        fixed["embedder"] = _plugin_ref(table.pop("embedder"), f"{where}.embedder")
+    if "calibration" in table:
+        fixed["calibration"] = _settings(CalibrationSettings, table.pop("calibration"), f"{where}.calibration")
+        if fixed["calibration"].width <= 0:
+            raise ConfigError(f"{where}.calibration.width: must be positive")
+    s = _settings(TrainedEmbedderSettings, table, where, **fixed)
+    if s.weight < 0:
+        raise ConfigError(f"{where}.weight: must be ≥ 0")
+    if s.image_size < 32 or s.epochs < 0:
+        raise ConfigError(f"{where}: image_size must be at least 32 and epochs at least 0")
+    return s
+
+
 def parse_profile(data: dict, source: str) -> Profile:
     """Validate a parsed TOML document into a :class:`Profile`."""
-    _check_keys(data, ["profile", "image", "preprocess", "segment", "shortlist", "pipelines", "decision"], source)
+    _check_keys(data, ["profile", "image", "preprocess", "segment", "shortlist", "trained_embedder", "pipelines",
+                       "decision"], source)
     head = data.get("profile", {})
     _check_keys(head, ["name", "description", "species"], f"{source} [profile]")
     if "name" not in head:
@@ -245,6 +292,8 @@ def parse_profile(data: dict, source: str) -> Profile:
     if not 0.0 <= decision.threshold <= 1.0:
         raise ConfigError(f"{source} [decision].threshold: must lie in [0, 1], got {decision.threshold}")
     species = _coerce(head.get("species", []), tuple[str, ...], f"{source} [profile].species")
+    trained = (_trained_embedder_settings(data["trained_embedder"], f"{source} [trained_embedder]")
+               if "trained_embedder" in data else None)
     return Profile(
         name=str(head["name"]),
         description=str(head.get("description", "")),
@@ -256,6 +305,7 @@ def parse_profile(data: dict, source: str) -> Profile:
         pipelines=tuple(pipelines),
         decision=decision,
         species=species,
+        trained_embedder=trained,
     )
 
 

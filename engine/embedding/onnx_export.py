@@ -1,0 +1,41 @@
+"""A trained embedder as ONNX: for onnxruntime (CPU or CUDA provider) and other runtimes."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import ReidError
+from .model import ReidNet
+
+SPEC_KEY = "reid_engine_spec"  # metadata entry holding the EmbedderSpec (JSON)
+
+
+def export_onnx(net: ReidNet, path: Path | None = None) -> bytes:
+    """The model as ONNX bytes (input ``image`` (N, 3, S, S), output ``embedding`` (N, D)); the
+    spec is kept in the file's metadata. Written atomically to ``path`` when given."""
+    import torch
+
+    try:
+        import onnx
+    except ImportError:
+        raise ReidError("ONNX export needs the `onnx` package: pip install onnx") from None
+    size = net.spec.image_size
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.cpu().eval(), torch.zeros(1, 3, size, size), buffer, input_names=["image"],
+                          output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
+                          opset_version=17, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = SPEC_KEY, net.spec.to_json()
+    data = proto.SerializeToString()
+    if path is not None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return data

@@ -1,0 +1,407 @@
+"""``reid-engine train embedder``: a re-ID embedding learned from the user's labelled gallery.
+
+1. The labelled photos (``--gallery``, with ``--split`` only its gallery rows; else everything
+   enrolled in ``--db``) are enrolled and loaded as the profile sees them: decoded, put on the
+   animal by its ``[segment]`` step (mask cached in the database), preprocessed, then
+   background-greyed, cropped and squared (:mod:`reid_engine.embedding.views`).
+2. A share of the identities (``val_share``, only identities with 2+ photos) is held out; the
+   rest train a :class:`~reid_engine.embedding.model.ReidNet` (timm backbone from its offline
+   ImageNet weights or ``--init``) with sub-center ArcFace and dynamic margins
+   (:mod:`.arcface`) on P×K identity-balanced batches, with identity-preserving augmentation
+   (random resized crop, colour, blur, noise; horizontal flip only where the profile allows).
+3. After every epoch the held-out mAP and top-1 (each held-out photo against the other
+   held-out photos) are measured; the best epoch is kept and training stops early when it has
+   not improved for ``patience`` epochs. The checkpoint (model, head, optimiser, history) is
+   written atomically after every epoch, so ``--resume`` continues a killed run.
+4. The best model is stored in the gallery database (key per profile, with what it was trained
+   on and its validation figures) and, with ``--out``, written as a file.
+
+Determinism: the identity split, batch order, augmentation and initialisation follow ``seed``
+(each epoch re-seeds from (seed, epoch), so a resumed run draws what the uninterrupted one would).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from reid_engine.registry import PluginTable
+from reid_engine.registry.profiles import Profile
+
+from ..components import build_components
+from ..database import GalleryDatabase
+from ..embedding import model as reid_model
+from ..embedding.stored import MODEL_KIND, model_key
+from ..embedding.views import animal_square, to_input
+from ..errors import ReidError, UsageError
+from ..manifests import apply_split, load_manifest
+from ..records import ImageError, ImageRecord
+from .arcface import SubCenterArcFace, dynamic_margins, pk_batches
+from .checkpoint import atomic_save
+
+MIN_IDENTITIES = 2  # identities with 2+ photos needed to learn anything
+PRE_SCALE = 1.15  # photos are kept at image_size * PRE_SCALE for random resized crops
+RESUME_KEYS = ("method", "backbone", "image_size", "dim", "batch_p", "batch_k", "lr", "val_share", "seed", "flip",
+               "init")
+
+
+class NotEnoughLabels(UsageError):
+    """Too few labelled photos to train; nothing is stored."""
+
+
+@dataclass(frozen=True)
+class TrainEmbedderOptions:
+    """What ``reid-engine train embedder`` was asked to do (see the CLI help for each)."""
+
+    profile: Profile
+    db: Path
+    gallery: Path | None = None
+    split: Path | None = None
+    method: str = "arcface"
+    backbone: str = "tf_efficientnet_lite0"
+    init: Path | None = None
+    epochs: int = 12
+    image_size: int = 224
+    dim: int = 512
+    batch_p: int = 8
+    batch_k: int = 4
+    lr: float = 1e-3
+    val_share: float = 0.1
+    patience: int = 3
+    flip: bool = False
+    out: Path | None = None
+    checkpoint: Path | None = None
+    resume: bool = False
+    device: str = "cpu"
+    seed: int = 0
+
+    def resume_view(self) -> dict:
+        return {k: str(getattr(self, k)) for k in RESUME_KEYS}
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint or self.db.with_name(f"{self.db.name}.embedder-{self.profile.name}.ckpt")
+
+
+@dataclass
+class TrainEmbedderResult:
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, val_map, val_top1, seconds
+    start: dict = field(default_factory=dict)  # validation figures of the untrained start
+    best_epoch: int = 0
+    train_images: int = 0
+    train_identities: int = 0
+    val_images: int = 0
+    val_identities: int = 0
+    skipped: list[ImageError] = field(default_factory=list)
+    seconds_loading: float = 0.0
+    seconds_training: float = 0.0
+    peak_rss_mb: float = 0.0
+    init: str = ""
+    model_sha256: str = ""
+    out: Path | None = None
+    stored_key: str = ""
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnimalSet:
+    """Loaded training photos: ``squares`` uint8 (N, S', S', 3), ``labels`` int64 (N,) into ``names``."""
+
+    squares: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    image_ids: list[str]
+    content_hashes: list[str]
+
+
+# -- data ------------------------------------------------------------------------------------
+def labelled_records(options: TrainEmbedderOptions, db: GalleryDatabase, table: PluginTable,
+                     errors: list[ImageError]) -> list[tuple[ImageRecord, str]]:
+    """(record, content hash) of every labelled photo to learn from, enrolled into ``db``."""
+    from ..pipeline import enroll_manifest, gallery_record
+
+    if options.gallery is None:
+        if options.split is not None:
+            raise UsageError("--split needs --gallery: the labelled manifest the split refers to")
+        return [(gallery_record(g), g.content_hash) for g in db.gallery()]
+    manifest = load_manifest(options.gallery, "gallery", table)
+    if options.split is not None:
+        manifest, _ = apply_split(manifest, options.split)  # the queries are never seen
+    enroll_manifest(db, manifest, errors)
+    wanted = {r.image_id for r in manifest.records}
+    return [(gallery_record(g), g.content_hash) for g in db.gallery() if g.image_id in wanted]
+
+
+def check_labels(identities: list[str], where: str) -> None:
+    counts: dict[str, int] = {}
+    for ident in identities:
+        counts[ident] = counts.get(ident, 0) + 1
+    multi = sum(1 for c in counts.values() if c >= 2)
+    if multi < MIN_IDENTITIES:
+        raise NotEnoughLabels(
+            f"{where}: training an embedder needs at least {MIN_IDENTITIES} identities with 2+ photos each; there "
+            f"are {len(counts)} identities, {multi} with 2+ photos. Nothing was stored; enrol more labelled photos.")
+
+
+def load_animals(records: list[tuple[ImageRecord, str]], loader: Callable, side: int, errors: list[ImageError],
+                 advance: Callable[[int], None] = lambda n=1: None) -> AnimalSet:
+    """Decode, segment and square every photo once (bad photos go to ``errors``)."""
+    from ..images import ImageDecodeError
+
+    squares, idents, ids, hashes = [], [], [], []
+    for record, chash in records:
+        try:
+            squares.append(animal_square(loader(record), side))
+            idents.append(record.identity)
+            ids.append(record.image_id)
+            hashes.append(chash)
+        except ImageDecodeError as exc:
+            errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
+        advance(1)
+    names = sorted(set(idents))
+    position = {n: i for i, n in enumerate(names)}
+    array = np.stack(squares) if squares else np.zeros((0, side, side, 3), np.uint8)
+    return AnimalSet(array, np.array([position[i] for i in idents], np.int64), names, ids, hashes)
+
+
+def identity_split(labels: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): ``val_share`` of the identities with 2+ photos are held out,
+    keeping at least MIN_IDENTITIES multi-photo identities for training."""
+    counts = np.bincount(labels)
+    multi = np.flatnonzero(counts >= 2)
+    n_val = int(round(val_share * len(counts)))
+    n_val = max(0, min(n_val, len(multi) - MIN_IDENTITIES))
+    if val_share > 0 and n_val < 2 and len(multi) - MIN_IDENTITIES >= 2:
+        n_val = 2  # mAP needs at least two held-out identities
+    rng = np.random.default_rng(seed)
+    val_ids = set(rng.choice(multi, n_val, replace=False).tolist()) if n_val > 0 else set()
+    is_val = np.array([lab in val_ids for lab in labels])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+# -- augmentation and evaluation -----------------------------------------------------------------
+def make_augment(image_size: int, flip: bool):
+    """uint8 (3, S', S') tensor → uint8 (3, S, S): identity-preserving random views."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomResizedCrop(image_size, scale=(0.5, 1.0), ratio=(0.75, 1.333), antialias=True)]
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.25, 0.03)], p=0.8),
+              v2.RandomApply([v2.GaussianBlur(5, (0.1, 1.5))], p=0.25),
+              v2.RandomGrayscale(p=0.05)]
+    return v2.Compose(steps)
+
+
+def embed_squares(net: reid_model.ReidNet, squares: np.ndarray, device: str, batch: int = 32) -> np.ndarray:
+    """uint8 (N, S', S', 3) → float32 (N, D) at the net's image size, eval mode."""
+    size = net.spec.image_size
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(squares), batch):
+            x = torch.as_tensor(squares[start:start + batch]).permute(0, 3, 1, 2)
+            if x.shape[-1] != size:
+                x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                                                    align_corners=False).round().clamp(0, 255).to(torch.uint8)
+            out.append(net(to_input(x, net.spec.mean, net.spec.std).to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, net.spec.dim), np.float32)
+
+
+def retrieval_metrics(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Leave-one-out retrieval among ``emb`` (N, D): mean average precision and top-1 accuracy
+    over the photos whose identity has another photo."""
+    if len(emb) < 2:
+        return {"map": float("nan"), "top1": float("nan")}
+    sim = emb @ emb.T
+    np.fill_diagonal(sim, -np.inf)
+    aps, top1 = [], []
+    for i in range(len(emb)):
+        same = labels == labels[i]
+        same[i] = False
+        if not same.any():
+            continue
+        order = np.argsort(-sim[i], kind="stable")[:-1]
+        hits = same[order]
+        ranks = np.flatnonzero(hits) + 1
+        aps.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
+        top1.append(float(hits[0]))
+    return {"map": float(np.mean(aps)) if aps else float("nan"), "top1": float(np.mean(top1)) if top1 else float("nan")}
+
+
+# -- training --------------------------------------------------------------------------------------
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = None,
+                   log: Callable[[str], None] = lambda line: None, progress: bool = False) -> TrainEmbedderResult:
+    from ..pipeline import _Progress, image_loader
+
+    if options.method != "arcface":
+        raise UsageError(f"--method {options.method!r}: this version trains 'arcface' (sub-center ArcFace); "
+                         "landmark-id and dve are not built yet")
+    if options.image_size < 32:
+        raise UsageError(f"--image-size {options.image_size}: at least 32 px")
+    table = table or PluginTable.discover()
+    result = TrainEmbedderResult()
+    ckpt_path = options.checkpoint_path
+    resumed = None
+    if options.resume:
+        if not ckpt_path.is_file():
+            raise UsageError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start")
+        try:
+            resumed = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise ReidError(f"{ckpt_path}: checkpoint cannot be read ({type(exc).__name__}); delete it and start "
+                            "again without --resume") from None
+        if resumed.get("options") != options.resume_view():
+            raise UsageError(f"--resume: {ckpt_path} was written with other options "
+                             f"({resumed.get('options')}); pass the same ones, or start again without --resume")
+    components = build_components(options.profile, table, options.device)
+    t0 = time.perf_counter()
+    with GalleryDatabase(options.db) as db, _Progress(progress) as bars:
+        records = labelled_records(options, db, table, result.skipped)
+        where = str(options.gallery or options.db)
+        check_labels([r.identity for r, _ in records], where)
+        loader = image_loader(components, options.profile, db)
+        side = int(round(options.image_size * PRE_SCALE))
+        data = load_animals(records, loader, side, result.skipped, bars.task("loading photos", len(records)))
+        check_labels([data.names[i] for i in data.labels], where)
+        result.seconds_loading = time.perf_counter() - t0
+        log(f"loaded {len(data.labels)} photos of {len(data.names)} individuals as the animal "
+            f"({options.profile.name!r} view, {side} px) in {result.seconds_loading:.0f} s")
+
+        train_rows, val_rows = identity_split(data.labels, options.val_share, options.seed)
+        train_classes = sorted(set(data.labels[train_rows].tolist()))
+        remap = {c: i for i, c in enumerate(train_classes)}
+        train_labels = np.array([remap[c] for c in data.labels[train_rows]], np.int64)
+        result.train_images, result.train_identities = len(train_rows), len(train_classes)
+        result.val_images, result.val_identities = len(val_rows), len(set(data.labels[val_rows].tolist()))
+
+        _seed_everything(options.seed)
+        spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=options.dim, image_size=options.image_size,
+                                       method=options.method)
+        net = reid_model.ReidNet(spec)
+        result.init = (reid_model.init_from_file(net, options.init) if options.init is not None
+                       else reid_model.imagenet_start(net) or "random (no offline ImageNet weights for this backbone)")
+        head = SubCenterArcFace(options.dim, dynamic_margins(np.bincount(train_labels)))
+        net.to(options.device)
+        head.to(options.device)
+        params = [{"params": net.backbone.parameters(), "lr": options.lr * 0.3},
+                  {"params": [*net.pool.parameters(), *net.neck.parameters(), *head.parameters()], "lr": options.lr}]
+        optimizer = torch.optim.AdamW(params, weight_decay=1e-4)
+        steps_per_epoch = max(1, int(np.ceil(len(train_rows) / (options.batch_p * options.batch_k))))
+        total_steps = max(1, steps_per_epoch * options.epochs)
+        warmup = min(steps_per_epoch, total_steps // 5 + 1)
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return float(0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total_steps - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        val_labels = data.labels[val_rows]
+
+        def validate() -> dict[str, float]:
+            return retrieval_metrics(embed_squares(net, data.squares[val_rows], options.device), val_labels)
+
+        best_state, best_map, first_epoch = None, -1.0, 1
+        if resumed is not None:
+            net.load_state_dict(resumed["net"])
+            head.load_state_dict(resumed["head"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            scheduler.load_state_dict(resumed["scheduler"])
+            result.history, result.start = list(resumed["history"]), dict(resumed["start"])
+            best_state, best_map, result.best_epoch = resumed["best_net"], float(resumed["best_map"]), int(resumed["best_epoch"])
+            first_epoch = len(result.history) + 1
+            log(f"resuming {ckpt_path} after epoch {first_epoch - 1}")
+        elif len(val_rows):
+            result.start = validate()
+            # the start competes too: training that only hurts the held-out identities is not kept
+            best_map = result.start["map"]
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            log(f"start ({result.init}): held-out mAP {result.start['map']:.3f}, top-1 {result.start['top1']:.3f} "
+                f"on {result.val_images} photos of {result.val_identities} individuals")
+        augment = make_augment(options.image_size, options.flip)
+        t_train = time.perf_counter()
+        for epoch in range(first_epoch, options.epochs + 1):
+            if len(val_rows) and epoch - 1 - result.best_epoch >= options.patience:
+                log(f"stopping early: held-out mAP has not improved for {options.patience} epochs")
+                break
+            t_epoch = time.perf_counter()
+            _seed_everything(options.seed * 1000 + epoch)
+            rng = np.random.default_rng([options.seed, epoch])
+            net.train()
+            head.train()
+            losses = []
+            advance = bars.task(f"epoch {epoch}/{options.epochs}", steps_per_epoch)
+            for batch in pk_batches(train_labels, options.batch_p, options.batch_k, rng):
+                rows = train_rows[batch]
+                views = torch.stack([augment(torch.as_tensor(data.squares[r]).permute(2, 0, 1)) for r in rows])
+                x = to_input(views, spec.mean, spec.std)
+                x = x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))
+                loss = head(net(x.to(options.device)), torch.as_tensor(train_labels[batch], device=options.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                advance(1)
+            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+                   "seconds": time.perf_counter() - t_epoch}
+            if len(val_rows):
+                row.update({f"val_{k}": v for k, v in validate().items()})
+            result.history.append(row)
+            score = row.get("val_map", float(epoch))  # without validation: the last epoch is the best
+            if score > best_map:
+                best_map, result.best_epoch = score, epoch
+                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            log(f"epoch {epoch}: loss {row['loss']:.3f}"
+                + (f", held-out mAP {row['val_map']:.3f}, top-1 {row['val_top1']:.3f}" if "val_map" in row else "")
+                + f" ({row['seconds']:.0f} s)")
+            atomic_save({"options": options.resume_view(), "net": net.state_dict(), "head": head.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "history": result.history, "start": result.start, "best_net": best_state,
+                         "best_map": best_map, "best_epoch": result.best_epoch}, ckpt_path)
+        result.seconds_training = time.perf_counter() - t_train
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.cpu().eval()
+        meta = {"profile": options.profile.name, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "images": len(data.labels), "identities": len(data.names), "train_images": result.train_images,
+                "train_identities": result.train_identities, "val_images": result.val_images,
+                "val_identities": result.val_identities, "epochs_run": len(result.history),
+                "best_epoch": result.best_epoch, "init": result.init, "start": result.start,
+                "history": result.history, "options": options.resume_view(), "gallery": str(options.gallery or ""),
+                "split": str(options.split or ""),
+                "gallery_image_ids_sha256": __import__("hashlib").sha256(
+                    "\n".join(sorted(data.image_ids)).encode()).hexdigest()}
+        arrays = reid_model.to_arrays(net, meta)
+        result.model_sha256 = reid_model.arrays_sha256(arrays)
+        result.stored_key = model_key(options.profile.name)
+        db.put_model(result.stored_key, MODEL_KIND, "trained-embedder", str(reid_model.FORMAT_VERSION),
+                     result.model_sha256[:16], meta, arrays)
+        if options.out is not None:
+            atomic_save(reid_model.to_payload(net, meta), options.out)
+            result.out = options.out
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def options_from_profile(profile: Profile, **overrides) -> TrainEmbedderOptions:
+    """Training options: the profile's ``[trained_embedder]`` defaults, then ``overrides`` (None = keep)."""
+    s = profile.trained_embedder
+    base = {} if s is None else {"backbone": s.backbone, "image_size": s.image_size, "epochs": s.epochs,
+                                 "flip": s.flip, "method": s.method}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return dataclasses.replace(TrainEmbedderOptions(profile=profile, db=base.pop("db")), **base)
