@@ -66,7 +66,7 @@ def train_on_gallery(profile, db: Path, split: str, args) -> dict:
 
     options = options_from_profile(profile, db=db, gallery=DATA / "metadata.csv", split=DATA / "splits" / f"{split}.csv",
                                    epochs=args.epochs, val_share=args.val_share, backbone=args.backbone,
-                                   device=args.device)
+                                   device=args.device, out=db.with_name(f"{profile.name}-{split}-embedder.pt"))
     t = time.perf_counter()
     result = train_embedder(options, log=print)
     return {"seconds": time.perf_counter() - t, "seconds_loading": result.seconds_loading,

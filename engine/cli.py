@@ -554,16 +554,20 @@ def train_embedder_command(
     if result.skipped:
         _say(err_console, "warning", "yellow", f"{len(result.skipped)} photo(s) could not be used and were skipped "
              f"(first: {result.skipped[0].reason})")
-    t = Table(title=escape(f"held-out identities: {result.val_images} photos of {result.val_identities} individuals "
-                           f"(trained on {result.train_images} photos of {result.train_identities})"))
-    for col in ("model", "mAP", "top-1", "loss", "s"):
+    t = Table(title=escape(f"held out: {result.val_images} photos of {result.val_identities} new individuals, "
+                           f"{result.probe_images} photos of known ones (trained on {result.train_images} photos of "
+                           f"{result.train_identities})"))
+    for col in ("model", "new: mAP", "new: top-1", "known: top-1", "known: MRR", "loss", "s"):
         t.add_column(col)
+    nan = float("nan")
     if result.start:
-        t.add_row(escape(f"start: {result.init}"), _fmt(result.start["map"]), _fmt(result.start["top1"]), "", "")
+        t.add_row(escape(f"start: {result.init}" + (" (kept)" if result.best_epoch == 0 else "")),
+                  *(_fmt(result.start.get(k, nan)) for k in ("map", "top1", "known_top1", "known_mrr")), "", "")
     for row in result.history:
         mark = " (kept)" if row["epoch"] == result.best_epoch else ""
-        t.add_row(f"epoch {row['epoch']}{mark}", _fmt(row.get("val_map", float("nan"))),
-                  _fmt(row.get("val_top1", float("nan"))), _fmt(row["loss"]), f"{row['seconds']:.0f}")
+        t.add_row(f"epoch {row['epoch']}{mark}",
+                  *(_fmt(row.get(f"val_{k}", nan)) for k in ("map", "top1", "known_top1", "known_mrr")),
+                  _fmt(row["loss"]), f"{row['seconds']:.0f}")
     out_console.print(t)
     out_console.print(escape(f"training {result.seconds_training:.0f} s, loading {result.seconds_loading:.0f} s, "
                              f"peak memory {result.peak_rss_mb:.0f} MB"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -15,34 +14,21 @@ from reid_engine.records import ImageRecord, LoadedImage
 from reid_engine.training.train_embedder import identity_split, retrieval_metrics
 from tests.conftest import run_cli
 
-PROFILE = """
-[profile]
-name = "embed-test"
-description = "fast profile with a trained embedder"
-
-[shortlist]
-embedder = { plugin = "fisher-vector", pca_dim = 16, n_components = 8, fit_descriptors = 5000 }
-top_b = 6
-
+TRAINED_EMBEDDER = """
 [trained_embedder]
 image_size = 64
 epochs = 2
 weight = 1.0
 calibration = { midpoint = 0.5, width = 0.1 }
-
-[[pipelines]]
-name = "sift-mnn"
-extractor = { plugin = "hessaff-rootsift", resize = 384, max_keypoints = 300 }
-matcher = { plugin = "mnn", ratio = 0.9 }
-scorer = { plugin = "ransac-inliers" }
-calibration = { midpoint = 10.0, width = 3.0 }
 """
 
 
 @pytest.fixture(scope="module")
-def profile_file(tmp_path_factory):
+def profile_file(tmp_path_factory, fast_profile):
+    """conftest's fast profile, renamed, with a [trained_embedder] table (64 px, 2 epochs)."""
     path = tmp_path_factory.mktemp("embed-profile") / "embed.toml"
-    path.write_text(textwrap.dedent(PROFILE))
+    text = fast_profile.read_text().replace('name = "fast-test"', 'name = "embed-test"')
+    path.write_text(text.replace("\n[[pipelines]]", TRAINED_EMBEDDER + "\n[[pipelines]]", 1))
     return path
 
 
@@ -195,3 +181,31 @@ def test_trained_embedder_settings_are_checked():
     for species in ("nyala", "seal"):  # the shipped profiles use a trained embedder when there is one
         profile = resolve_profile(species, None)[0]
         assert profile.trained_embedder is not None and profile.trained_embedder.flip is False
+
+
+def test_known_individual_probes_and_their_metrics():
+    from reid_engine.training.train_embedder import known_gallery_rows, known_metrics, photo_probes
+
+    labels = np.repeat(np.arange(10), 4)
+    train, probes = photo_probes(labels, np.arange(len(labels)), 0.3, seed=0)
+    assert len(probes) == 3 and len(set(labels[probes])) == 3 and not set(probes) & set(train)
+    gallery = known_gallery_rows(labels, train, probes, seed=0, others=5)
+    assert set(labels[probes]) <= set(labels[gallery]) and not set(probes) & set(gallery)
+    emb = np.eye(10, dtype=np.float32)[labels]
+    perfect = known_metrics(emb[probes], labels[probes], emb[gallery], labels[gallery])
+    assert perfect == {"known_top1": 1.0, "known_mrr": 1.0}
+    shifted = known_metrics(emb[probes][:, ::-1].copy(), labels[probes], emb[gallery], labels[gallery])
+    assert shifted["known_top1"] < 1.0
+
+
+def test_probes_hold_out_whole_encounters_when_the_manifest_has_them():
+    from reid_engine.training.train_embedder import photo_probes
+
+    labels = np.repeat(np.arange(6), 4)
+    encounters = [f"id{i // 4}-enc{(i % 4) // 2}" for i in range(len(labels))]  # two bursts of 2 per identity
+    train, probes = photo_probes(labels, np.arange(len(labels)), 0.5, seed=0, encounters=encounters)
+    assert len(probes) == 6  # 3 identities x one whole burst of 2
+    for p in probes:
+        same_burst = [i for i in range(len(labels)) if encounters[i] == encounters[p]]
+        assert set(same_burst) <= set(probes.tolist())  # none of the burst is trained on
+        assert any(labels[t] == labels[p] for t in train)  # the identity itself is
