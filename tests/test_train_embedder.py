@@ -77,7 +77,7 @@ def test_train_embedder_stores_the_model_with_what_it_was_trained_on(trained, se
     from reid_engine.embedding.stored import model_key, stored_info
 
     db, out, done = trained
-    assert "held-out identities" in done.stdout and "epoch 1" in done.stdout
+    assert "held out:" in done.stdout and "epoch 1" in done.stdout
     with GalleryDatabase(db) as gdb:
         info = stored_info(gdb, "embed-test")
         assert gdb.get_model(model_key("embed-test")) is not None
