@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ReidError, UsageError
+from ..weights import weight_state
 
 FORMAT = "reid-engine-embedder"
 FORMAT_VERSION = 1
@@ -89,8 +90,6 @@ class ReidNet(nn.Module):
 def imagenet_start(net: ReidNet) -> str:
     """Load the offline ImageNet weights of ``net``'s backbone when the manifest has them;
     returns the weight's name ('' when there are none for this architecture)."""
-    from ..weights import weight_state
-
     name = IMAGENET_WEIGHTS.get(net.spec.backbone)
     if name is None:
         return ""

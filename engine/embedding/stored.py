@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from reid_engine.registry import PluginTable
-from reid_engine.registry.profiles import Profile
+from reid_engine.registry.profiles import Profile, builtin_profiles
 
 from ..components import Built, Components, build_plugin, config_hash_of
 from ..database import GalleryDatabase
@@ -54,8 +54,6 @@ class EmbeddingAsFeatures:
 
 def train_command(profile: Profile) -> str:
     """The command that trains an embedder for ``profile`` (shipped: --species, else --profile)."""
-    from reid_engine.registry.profiles import builtin_profiles
-
     shipped = builtin_profiles().get(profile.name)
     which = f"--species {profile.name}" if shipped is not None and str(shipped) == profile.source \
         else f"--profile {profile.source}"

@@ -42,7 +42,9 @@ from ..embedding import model as reid_model
 from ..embedding.stored import MODEL_KIND, model_key
 from ..embedding.views import animal_square, to_input
 from ..errors import ReidError, UsageError
+from ..images import ImageDecodeError
 from ..manifests import apply_split, load_manifest
+from ..pipeline import _Progress, enroll_manifest, gallery_record, image_loader
 from ..records import ImageError, ImageRecord
 from .arcface import SubCenterArcFace, dynamic_margins, pk_batches
 from .checkpoint import atomic_save
@@ -128,8 +130,6 @@ class AnimalSet:
 def labelled_records(options: TrainEmbedderOptions, db: GalleryDatabase, table: PluginTable,
                      errors: list[ImageError]) -> list[tuple[ImageRecord, str]]:
     """(record, content hash) of every labelled photo to learn from, enrolled into ``db``."""
-    from ..pipeline import enroll_manifest, gallery_record
-
     if options.gallery is None:
         if options.split is not None:
             raise UsageError("--split needs --gallery: the labelled manifest the split refers to")
@@ -156,8 +156,6 @@ def check_labels(identities: list[str], where: str) -> None:
 def load_animals(records: list[tuple[ImageRecord, str]], loader: Callable, side: int, errors: list[ImageError],
                  advance: Callable[[int], None] = lambda n=1: None) -> AnimalSet:
     """Decode, segment and square every photo once (bad photos go to ``errors``)."""
-    from ..images import ImageDecodeError
-
     squares, idents, ids, hashes, encounters = [], [], [], [], []
     for record, chash in records:
         try:
@@ -317,8 +315,6 @@ def _seed_everything(seed: int) -> None:
 
 def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = None,
                    log: Callable[[str], None] = lambda line: None, progress: bool = False) -> TrainEmbedderResult:
-    from ..pipeline import _Progress, image_loader
-
     if options.method != "arcface":
         raise UsageError(f"--method {options.method!r}: this version trains 'arcface' (sub-center ArcFace); "
                          "landmark-id and dve are not built yet")
