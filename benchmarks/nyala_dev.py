@@ -88,8 +88,12 @@ def ece_on_queries(result, profile, db: Path) -> dict:
     from reid_engine.fusion import logistic_calibration
     from reid_engine.registry import PluginTable
 
-    components = build_components(profile, PluginTable.discover(), "cpu")
+    from reid_engine.embedding.stored import attach_trained_embedder
+
+    table = PluginTable.discover()
+    components = build_components(profile, table, "cpu")
     with GalleryDatabase(db) as handle:
+        attach_trained_embedder(handle, profile, components, table, "cpu")  # part of the calibration's key
         fitted = load_calibration(handle, profile, components)
     ids = result.gallery_identities
     truth = [p.truth for p in result.predictions]
