@@ -27,7 +27,7 @@ from reid_engine.database import GalleryDatabase
 from reid_engine.embedding.model import EmbedderSpec, ReidNet, imagenet_start
 from reid_engine.embedding.stored import model_key
 from reid_engine.manifests import load_manifest
-from reid_engine.pipeline import image_loader
+from reid_engine.loading import image_loader
 from reid_engine.registry import PluginTable
 from reid_engine.registry.profiles import load_profile_file
 

@@ -26,6 +26,9 @@ from reid_engine.registry import PluginTable
 from reid_engine.registry.profiles import Profile
 
 from .calibration import (
+    GLOBAL_SOURCE,
+    calibration_key,
+    load_calibration,  # noqa: F401 - re-exported: where callers have always found it
     FittedCalibration,
     IsotonicCalibrator,
     OpenSetData,
@@ -35,37 +38,22 @@ from .calibration import (
     fuse_weighted,
     top_identities,
 )
-from .components import Components, build_components
+from .components import build_components
 from .database import GalleryDatabase
 from .embedding.stored import attach_trained_embedder, embedding_matrix
 from .errors import UsageError
 from .features import FeatureCache
 from .fusion import logistic_calibration
 from .metrics import top_k_accuracy
+from .pipeline import _Progress, _score_pairs, enroll_manifest, ensure_gallery_features
 from .records import NEW_INDIVIDUAL, ImageError
 
-GLOBAL_SOURCE = "global-embedding"  # the shortlist cosine, fused like a pipeline once calibrated
 MIN_KNOWN_IDENTITIES = 2
 MIN_UNKNOWN_IDENTITIES = 1
 
 
 class NotEnoughData(UsageError):
     """The labelled gallery is too small to fit calibration; the message gives the fallback."""
-
-
-def calibration_key(profile: Profile, components: Components) -> str:
-    """Which fitted calibration belongs to this profile's shortlist and pipelines."""
-    parts = [profile.name, "|".join(components.embedder.cache_id), str(profile.shortlist.top_b)]
-    if components.trained is not None:  # a retrained embedder invalidates the calibration
-        parts.append("trained|" + "|".join(components.trained.cache_id))
-    for p in components.pipelines:
-        parts.append("|".join([p.name, *p.extractor.cache_id, *p.matcher.cache_id, *p.scorer.cache_id]))
-    return "calibration-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
-
-
-def load_calibration(db: GalleryDatabase, profile: Profile, components: Components) -> FittedCalibration | None:
-    arrays = db.get_model(calibration_key(profile, components))
-    return FittedCalibration.from_arrays(arrays) if arrays is not None else None
 
 
 @dataclass(frozen=True)
@@ -132,7 +120,6 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
               seed: int = 0, device: str = "cpu", plots_dir: Path | None = None,
               table: PluginTable | None = None, progress: bool = False) -> CalibrationResult:
     from .manifests import load_manifest
-    from .pipeline import _Progress, _score_pairs, enroll_manifest, ensure_gallery_features
     from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
     table = table or PluginTable.discover()

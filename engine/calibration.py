@@ -7,15 +7,22 @@ a pair was not scored; ``rows`` int (N_q, B) are the gallery rows of those pairs
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .fusion import aggregate
 from .metrics import baks, baus, geometric_mean
 from .records import NEW_INDIVIDUAL
+
+if TYPE_CHECKING:  # annotations only: calibration stays below the pipeline's modules
+    from reid_engine.registry.profiles import Profile
+
+    from .components import Components
+    from .database import GalleryDatabase
 
 MAX_KNOTS = 512
 
@@ -246,3 +253,22 @@ class FittedCalibration:
         top = IsotonicCalibrator.from_arrays(arrays, "top") if "top.x" in arrays else None
         return cls(names, {n: IsotonicCalibrator.from_arrays(arrays, f"cal{i}") for i, n in enumerate(names)},
                    np.asarray(arrays["weights"], np.float64), float(arrays["threshold"]), str(arrays["aggregate"]), top)
+
+
+# -- the fitted calibration of a profile, in the gallery database ----------------------------
+GLOBAL_SOURCE = "global-embedding"  # the shortlist cosine, fused like a pipeline once calibrated
+
+
+def calibration_key(profile: Profile, components: Components) -> str:
+    """Which fitted calibration belongs to this profile's shortlist and pipelines."""
+    parts = [profile.name, "|".join(components.embedder.cache_id), str(profile.shortlist.top_b)]
+    if components.trained is not None:  # a retrained embedder invalidates the calibration
+        parts.append("trained|" + "|".join(components.trained.cache_id))
+    for p in components.pipelines:
+        parts.append("|".join([p.name, *p.extractor.cache_id, *p.matcher.cache_id, *p.scorer.cache_id]))
+    return "calibration-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def load_calibration(db: GalleryDatabase, profile: Profile, components: Components) -> FittedCalibration | None:
+    arrays = db.get_model(calibration_key(profile, components))
+    return FittedCalibration.from_arrays(arrays) if arrays is not None else None

@@ -22,6 +22,7 @@ import numpy as np
 
 from .drawing import draw_matches, encode_jpeg, image_format, save_png
 from .errors import ReidError, UsageError
+from .loading import gallery_record, image_loader, segmentation_of
 from .records import ImageRecord, LoadedImage, LocalFeatures, Matches, Prediction
 
 __all__ = ["PairEvidence", "ReportEvidence", "Explained", "draw_evidence", "match_pair", "explain_files"]
@@ -217,7 +218,6 @@ def explain_files(query: str, gallery: str, profile, table, out: Path, *, pipeli
     from .database import GalleryDatabase
     from .features import FeatureCache, ensure_features
     from .features import load_view
-    from .pipeline import image_loader, segmentation_of
 
     names = [p.name for p in profile.pipelines]
     if not names:
@@ -275,7 +275,6 @@ def _label(record: ImageRecord) -> str:
 
 def _resolve(arg: str, role: str, enrolled: Sequence, db: Path | None) -> tuple[ImageRecord, str | None]:
     """An argument as (record, known content hash): an image file, or an enrolled image_id."""
-    from .pipeline import gallery_record
 
     path = Path(arg)
     if path.is_file():

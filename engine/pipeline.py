@@ -21,13 +21,15 @@ from reid_engine.registry.profiles import Profile
 from .components import Components, build_components
 from .database import GalleryDatabase, GalleryImage
 from .errors import ReidError, UsageError
-from .features import FeatureCache, ensure_features, load_and_prepare
+from .features import FeatureCache, ensure_features
+from .calibration import GLOBAL_SOURCE, load_calibration
 from .fusion import aggregate, decide, fuse, fuse_raw, logistic_calibration
 from .images import ImageDecodeError, content_hash
 from .manifests import UNKNOWN_GROUP, apply_split, load_manifest
-from .records import (NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches,
+from .records import (NEW_INDIVIDUAL, Candidate, ImageError, ImageRecord, LocalFeatures, Manifest, Matches,
                       Prediction)
 from .embedding.stored import attach_trained_embedder, embedding_matrix
+from .loading import gallery_record, image_loader, segmentation_of  # noqa: F401 - also used by callers of pipeline
 from .segmentation import Segmentation
 from .shortlist import embed_local, embed_pooled_local, prepare_embedder, shortlist
 
@@ -101,35 +103,11 @@ def enroll_manifest(db: GalleryDatabase, manifest: Manifest, errors: list[ImageE
     return db.enroll(entries, manifest.source)
 
 
-def gallery_record(image: GalleryImage) -> ImageRecord:
-    meta = dict(image.metadata)
-    bbox = meta.pop("bbox", None)
-    mask_path = meta.pop("mask_path", None)
-    return ImageRecord(
-        image_id=image.image_id, path=Path(image.path), identity=image.identity,
-        bbox=tuple(bbox) if bbox else None, mask_path=Path(mask_path) if mask_path else None,
-        **{k: meta.get(k) for k in ("segmentation", "date", "orientation", "species", "sequence", "keypoints")},
-    )
-
-
 def _truth_against_gallery(record: ImageRecord, identities: set[str]) -> ImageRecord:
     """A query whose true identity is not in the gallery is, for scoring, a new individual."""
     if record.truth is None or record.truth == NEW_INDIVIDUAL or record.truth in identities:
         return record
     return dataclasses.replace(record, truth=NEW_INDIVIDUAL, extra={**record.extra, UNKNOWN_GROUP: record.truth})
-
-
-def segmentation_of(components: Components, profile: Profile, db: GalleryDatabase | None) -> Segmentation | None:
-    """The profile's ``[segment]`` step, caching masks in ``db`` (None: no segment step)."""
-    return None if profile.segment is None else Segmentation(profile.segment, components.segmenter, db)
-
-
-def image_loader(components: Components, profile: Profile,
-                 db: GalleryDatabase | None = None) -> Callable[[ImageRecord], LoadedImage]:
-    """Decode + segment/crop + preprocess a record as this profile's extractors expect."""
-    segmentation = segmentation_of(components, profile, db)
-    return lambda record: load_and_prepare(record, components.preprocessors, profile.image.max_side,
-                                           profile.image.min_side, segmentation)
 
 
 def ensure_gallery_features(gallery: list[GalleryImage], components: Components, profile: Profile,
@@ -323,8 +301,6 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                   "features_computed": cache.computed, "features_reused": cache.reused,
                   "pairs_scored": int(scored.index.size) * len(components.pipelines), "errors": len(errors)}
 
-        from .calibrate import load_calibration
-
         fitted = load_calibration(db, profile, components)
         if fitted is not None:
             notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "
@@ -452,8 +428,6 @@ def _decide(components: Components, profile: Profile, queries: list[ImageRecord]
     threshold, how = profile.decision.threshold, profile.decision.aggregate
     confidence = lambda x: x  # noqa: E731 - identity-level calibration, when fitted
     if fitted is not None:
-        from .calibrate import GLOBAL_SOURCE
-
         fused = fitted.fuse({**raw, GLOBAL_SOURCE: scored.sim.astype(np.float64)})
         tiebreak = fuse_raw([raw[p.name] for p in pipelines], [1.0] * len(pipelines), [p.width for p in pipelines])
         threshold, how = fitted.confidence_threshold, fitted.aggregate

@@ -23,6 +23,7 @@ Determinism: the identity split, batch order, augmentation and initialisation fo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import resource
 import time
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ from ..embedding.views import animal_square, to_input
 from ..errors import ReidError, UsageError
 from ..images import ImageDecodeError
 from ..manifests import apply_split, load_manifest
-from ..pipeline import _Progress, enroll_manifest, gallery_record, image_loader
+from ..loading import gallery_record, image_loader
+from ..pipeline import _Progress, enroll_manifest
 from ..records import ImageError, ImageRecord
 from .arcface import SubCenterArcFace, dynamic_margins, pk_batches
 from .checkpoint import atomic_save
@@ -467,8 +469,7 @@ def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = No
                 "best_epoch": result.best_epoch, "init": result.init, "start": result.start,
                 "history": result.history, "options": options.resume_view(), "gallery": str(options.gallery or ""),
                 "split": str(options.split or ""),
-                "gallery_image_ids_sha256": __import__("hashlib").sha256(
-                    "\n".join(sorted(data.image_ids)).encode()).hexdigest()}
+                "gallery_image_ids_sha256": hashlib.sha256("\n".join(sorted(data.image_ids)).encode()).hexdigest()}
         arrays = reid_model.to_arrays(net, meta)
         result.model_sha256 = reid_model.arrays_sha256(arrays)
         result.stored_key = model_key(options.profile.name)
