@@ -36,6 +36,17 @@ def _say(console: Console, label: str, style: str, message: object) -> None:
     console.print(Text.assemble((f"{label}: ", style), str(message)), highlight=False, soft_wrap=True)
 
 
+@app.callback()
+def _engine_options(
+    threads: int = typer.Option(0, "--threads", min=0, envvar="REID_ENGINE_THREADS",
+                                help="CPU threads for torch, onnxruntime and OpenCV, set once for the whole "
+                                     "command (0 = every CPU this process may use)"),
+) -> None:
+    from .threads import configure
+
+    configure(threads)
+
+
 def _fail(exc: BaseException) -> None:
     code = exc.exit_code if isinstance(exc, ReidError) else 1
     _say(err_console, "error", "bold red", exc)

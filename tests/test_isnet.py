@@ -44,3 +44,33 @@ def test_isnet_finds_the_synthetic_seal(seal_data):
     assert masks and masks[0].shape == truth.shape
     iou = (masks[0] & truth).sum() / (masks[0] | truth).sum()
     assert iou > 0.5, iou
+
+
+@pytest.mark.parametrize("options, key", [({"input_size": 1000}, "input_size"), ({"input_size": 128}, "input_size"),
+                                          ({"input_size": 1088}, "input_size"), ({"threshold": 1.0}, "threshold"),
+                                          ({"threads": -1}, "threads")])
+def test_isnet_options_are_checked_when_the_profile_loads(options, key):
+    spec = PluginTable.discover().get("segmenter", "isnet")
+    with pytest.raises(Exception, match=f"isnet.{key}"):
+        spec.make_config(options)
+
+
+@pytest.mark.slow
+def test_resized_graph_is_the_published_network_at_1024_and_runs_at_smaller_sizes():
+    import onnxruntime as ort
+
+    from reid_engine.plugins.segmenters.isnet import resizable_graph
+    from reid_engine.threads import onnx_session_options
+    from reid_engine.weights import MissingWeights, weight_path
+
+    try:
+        path = weight_path("isnet-small")
+    except MissingWeights as exc:
+        pytest.skip(str(exc).splitlines()[0])
+    published = ort.InferenceSession(str(path), onnx_session_options(), providers=["CPUExecutionProvider"])
+    resized = ort.InferenceSession(resizable_graph(path), onnx_session_options(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 3, 1024, 1024)).astype(np.float32)
+    assert np.array_equal(published.run(["output"], {"input": x})[0], resized.run(["output"], {"input": x})[0])
+    assert [o.name for o in resized.get_outputs()] == ["output"]
+    small = resized.run(["output"], {"input": x[:, :, :384, :448]})[0]
+    assert small.shape == (1, 1, 384, 448) and 0.0 <= small.min() and small.max() <= 1.0

@@ -36,7 +36,7 @@ class TrainedEmbedderConfig:
                 "" = the model stored in the gallery database for the profile
     runtime     torch | onnx (onnxruntime)
     batch_size  images per forward pass
-    threads     CPU threads for onnxruntime's intra-op pool (0 = its default)
+    threads     CPU threads for onnxruntime's intra-op pool (0 = the engine's `--threads` setting)
     """
 
     model: str = ""
@@ -112,9 +112,9 @@ def _onnx_session(data: bytes, device: str, threads: int):
 
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    from reid_engine.threads import onnx_session_options
+
+    options = onnx_session_options(threads)
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")

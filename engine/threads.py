@@ -1,0 +1,77 @@
+"""How many CPU threads the engine's numeric libraries use: decided once, applied everywhere.
+
+torch, onnxruntime and OpenCV each keep their own thread pool, and each sizes it to the
+machine by default. Run one after the other in one process they then compete: onnxruntime's
+workers keep spinning for a while after each call, stealing the cores that torch's next
+convolution needs, and each library counts the machine's cores rather than the CPUs this
+process may use (a container or ``taskset`` limit). ``configure`` is called once per process
+(the CLI does it for every command, from ``--threads``): it sizes torch's and OpenCV's pools
+and records the figure that every onnxruntime session made through ``onnx_session_options``
+uses, with spinning off.
+
+    configure(0)     # every CPU this process may use
+    configure(1)     # one thread each, e.g. when running several engine processes side by side
+"""
+
+from __future__ import annotations
+
+import os
+
+_configured: int | None = None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def configure(threads: int = 0) -> int:
+    """Size the thread pools of torch, OpenCV and (for later sessions) onnxruntime; returns the count.
+
+    ``threads`` 0 means ``available_cpus()``. Calling it again with the same count does nothing;
+    with another count it resizes torch's and OpenCV's pools (torch's inter-op pool can only be
+    set before its first parallel work, so it is set on the first call only).
+    """
+    global _configured
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (all available CPUs) or more, got {threads}")
+    count = threads or available_cpus()
+    if count == _configured:
+        return count
+    import cv2
+    import torch
+
+    torch.set_num_threads(count)
+    if _configured is None:
+        try:
+            torch.set_num_interop_threads(1)  # the engine runs one operator at a time
+        except RuntimeError:  # already fixed by earlier parallel work in this process
+            pass
+    cv2.setNumThreads(count)
+    _configured = count
+    return count
+
+
+def configured() -> int:
+    """The thread count set by ``configure`` (``available_cpus()`` if it was never called)."""
+    return _configured or available_cpus()
+
+
+def onnx_session_options(threads: int = 0):
+    """``onnxruntime.SessionOptions`` with ``threads`` intra-op threads (0: the configured count).
+
+    One inter-op thread (the engine runs one operator at a time) and no spin-waiting, so the
+    session's workers sleep between calls instead of competing with torch for the cores.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or configured()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # the rewritten graphs' unused initialisers are not worth a warning
+    return options
