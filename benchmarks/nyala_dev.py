@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--backbone", help="train embedder: timm backbone [default: the profile's]")
     parser.add_argument("--calibrate", action="store_true",
                         help="first run `reid-engine calibrate` on the split's gallery (seeded open-set split of it)")
+    parser.add_argument("--label", default="", help="appended to the results file's name")
     args = parser.parse_args()
     profile = load_profile_file(args.profile) if args.profile else resolve_profile(args.species, None)[0]
     db = args.workdir / f"{profile.name}.db"
@@ -153,6 +154,7 @@ def main() -> None:
              truth=np.array([p.truth or "" for p in result.predictions]),
              **{f"raw_{name}": raw for name, raw in result.raw_scores.items()})
     suffix = ("-trained" if args.train_embedder else "") + ("-calibrated" if args.calibrate else "")
+    suffix += f"-{args.label}" if args.label else ""
     out = REPO / "benchmarks" / "results" / f"nyala-dev-{profile.name}-{args.split}{suffix}.json"
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(json.dumps({k: record[k] for k in ("profile", "split", "metrics", "stages", "calibration", "ece_on_queries")},

@@ -366,12 +366,18 @@ def _shortlist_stage(components: Components, db: GalleryDatabase, cache: Feature
     return shortlist(q_emb, g_emb, profile.shortlist.top_b, pooled, identity_of)
 
 
-def match_pairs(matcher, queries: list[LocalFeatures], gallery: LocalFeatures) -> list[Matches]:
-    """Matches of each query's features against one gallery image's: in one call when the
-    matcher batches pairs (``match_many(list_a, list_b)``, e.g. LightGlue on a GPU), else pair by pair."""
-    if hasattr(matcher, "match_many") and len(queries) > 1:
-        return matcher.match_many(queries, [gallery] * len(queries))
-    return [matcher.match(fq, gallery) for fq in queries]
+# gallery images whose shortlisted pairs are matched in one ``match_many`` call: enough pairs for a
+# GPU batch or for every CPU worker of a parallel matcher, few enough gallery features in memory
+GALLERY_CHUNK = 16
+
+
+def match_pairs(matcher, firsts: list[LocalFeatures], seconds: list[LocalFeatures]) -> list[Matches]:
+    """Matches of each pair (firsts[i], seconds[i]): in one call when the matcher takes many pairs
+    (``match_many(list_a, list_b)``: LightGlue batches them on a GPU and spreads them over the
+    CPU threads), else pair by pair."""
+    if hasattr(matcher, "match_many") and len(firsts) > 1:
+        return matcher.match_many(firsts, seconds)
+    return [matcher.match(a, b) for a, b in zip(firsts, seconds)]
 
 
 def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, gallery_hashes: list[str],
@@ -380,8 +386,9 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
     """Raw score per pipeline, float (N_q, B), NaN where not scored. ``identities`` (aligned
     with ``gallery_hashes``) are needed by pipelines with distinctiveness weighting.
 
-    Gallery-major order: each shortlisted gallery image's features are read once per run and
-    scored against every query that shortlisted it; query features stay in memory.
+    Gallery-major order: shortlisted gallery images are read ``GALLERY_CHUNK`` at a time, once
+    per run, and each chunk's pairs (every query that shortlisted one of them) are matched in
+    one call; query features stay in memory.
     """
     pipelines = components.pipelines
     raw = {p.name: np.full(index.shape, np.nan, np.float32) for p in pipelines}
@@ -402,21 +409,26 @@ def _score_pairs(components: Components, cache: FeatureCache, index: np.ndarray,
     for qi in range(index.shape[0]):
         for col in range(index.shape[1]):
             pairs_of[int(index[qi, col])].append((qi, col))
-    for g_row in sorted(pairs_of):
-        g_features = {key: cache.get(gallery_hashes[g_row], ex) for key, ex in extractors.items()}
+    rows = sorted(pairs_of)
+    for start in range(0, len(rows), GALLERY_CHUNK):
+        chunk = rows[start:start + GALLERY_CHUNK]
+        g_features = {g_row: {key: cache.get(gallery_hashes[g_row], ex) for key, ex in extractors.items()}
+                      for g_row in chunk}
         for p in pipelines:
-            fg = g_features[p.extractor.cache_id]
-            todo = [(qi, col) for qi, col in pairs_of[g_row] if fg is not None
-                    and query_features[p.extractor.cache_id][qi] is not None]
-            queries = [query_features[p.extractor.cache_id][qi] for qi, _ in todo]
-            for (qi, col), fq, matches in zip(todo, queries, match_pairs(p.matcher.obj, queries, fg)):
+            mine = query_features[p.extractor.cache_id]
+            todo = [(g_row, qi, col) for g_row in chunk for qi, col in pairs_of[g_row]
+                    if g_features[g_row][p.extractor.cache_id] is not None and mine[qi] is not None]
+            firsts = [mine[qi] for _, qi, _ in todo]
+            seconds = [g_features[g_row][p.extractor.cache_id] for g_row, _, _ in todo]
+            for (g_row, qi, col), fq, fg, matches in zip(todo, firsts, seconds,
+                                                         match_pairs(p.matcher.obj, firsts, seconds)):
                 if p.name in distinct:
                     model, neighbours = distinct[p.name]
                     raw[p.name][qi, col] = weighted_score(p.scorer.obj, model, fq, fg, matches, neighbours[qi],
                                                           identities[g_row])
                 else:
                     raw[p.name][qi, col] = p.scorer.obj.score(fq, fg, matches)
-        advance(len(pairs_of[g_row]))
+        advance(sum(len(pairs_of[g_row]) for g_row in chunk))
     return raw
 
 

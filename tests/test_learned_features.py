@@ -101,12 +101,30 @@ def test_lightglue_batched_pairs_give_the_single_pair_matches():
     feats = [extractor.extract(_loaded(np.roll(_texture((200, 256), seed=3), (3 * k, 5 * k), axis=(0, 1))))
              for k in range(4)]
     assert len({len(f) for f in feats}) == 1  # top-k extraction: equal counts, so one batch
-    matcher = _build("matcher", "lightglue", depth_confidence=-1, width_confidence=-1, batch_size=8)
+    matcher = _build("matcher", "lightglue", depth_confidence=-1, width_confidence=-1, batch_size=8, workers=1)
     batched = matcher.match_many(feats[:3], feats[1:])
     for (a, b), m in zip(zip(feats[:3], feats[1:]), batched):
         single = matcher.match(a, b)
         assert len(m) > 50 and np.array_equal(m.idx, single.idx)
         assert np.allclose(m.conf, single.conf, atol=1e-4)
+
+
+def test_lightglue_pairs_matched_in_parallel_on_the_cpu_give_the_single_pair_matches():
+    import torch
+
+    extractor = _build("extractor", "aliked", max_keypoints=256)
+    feats = [extractor.extract(_loaded(np.roll(_texture((200, 256), seed=3), (3 * k, 5 * k), axis=(0, 1))))
+             for k in range(5)]
+    matcher = _build("matcher", "lightglue", workers=3)
+    threads = torch.get_num_threads()
+    parallel = matcher.match_many(feats[:4], feats[1:])
+    assert torch.get_num_threads() == threads  # restored after the workers
+    for (a, b), m in zip(zip(feats[:4], feats[1:]), parallel):
+        single = matcher.match(a, b)
+        assert len(m) > 50 and np.array_equal(m.idx, single.idx)
+        assert np.allclose(m.conf, single.conf, atol=1e-5)  # one thread or two: float rounding only
+    with pytest.raises(ValueError, match="workers"):
+        _build("matcher", "lightglue", workers=-1)
 
 
 def test_lightglue_refuses_descriptors_of_another_kind():

@@ -17,4 +17,4 @@ def to_matches(idxs: torch.Tensor, conf: torch.Tensor) -> Matches:
     """kornia's (M, 2) index tensor and (M,) confidences → :class:`Matches`."""
     if idxs.numel() == 0:
         return Matches.empty()
-    return Matches(idxs.reshape(-1, 2).cpu().numpy().astype(np.int64), conf.reshape(-1).cpu().numpy().astype(np.float32))
+    return Matches(idxs.reshape(-1, 2).cpu().numpy().astype(np.int64), conf.reshape(-1).float().cpu().numpy())

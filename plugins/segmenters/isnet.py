@@ -36,7 +36,7 @@ class IsNetConfig:
     close_px    closing radius (px at 1024) that fills thin gaps such as stripes on a flank
     input_size  side (px) of the square the photo is resized to for the network, a multiple of
                 64 from 192 to 1024; 1024 is the published model's size, smaller is faster
-                (nyala-dev: 384 gives masks with a median IoU of 0.90 against 1024's at 1/9 the time)
+                (nyala-dev: 384 gives masks with a median IoU of 0.92 against 1024's at 1/7 the time)
     threads     onnxruntime intra-op threads; 0 = the engine's thread setting (``--threads``)
     """
 

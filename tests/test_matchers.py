@@ -1,0 +1,67 @@
+"""``mnn`` / ``smnn`` (plugins/matchers/nearest_neighbour.py): the matches of kornia's
+``match_smnn`` / ``match_mnn``, computed in fewer passes."""
+
+from __future__ import annotations
+
+import kornia.feature as KF
+import numpy as np
+import pytest
+import torch
+
+from reid_engine.plugins.matchers.nearest_neighbour import mutual_nearest, symmetric_ratio_matches
+from reid_engine.records import LocalFeatures
+from reid_engine.registry import PluginTable
+
+
+def _descriptor_pair(seed: int, n1: int = 700, n2: int = 650, shared: int = 200, unit: bool = True):
+    """Two descriptor sets (n1, 128), (n2, 128) sharing ``shared`` noisy copies; L2-unit like RootSIFT/ALIKED or not."""
+    g = torch.Generator().manual_seed(seed)
+    d1 = torch.rand(n1, 128, generator=g) ** 2
+    d2 = torch.cat([d1[:shared] + 0.02 * torch.randn(shared, 128, generator=g), torch.rand(n2 - shared, 128, generator=g) ** 2])
+    d2 = d2[torch.randperm(n2, generator=g)]
+    if unit:
+        d1, d2 = torch.nn.functional.normalize(d1, dim=1), torch.nn.functional.normalize(d2, dim=1)
+    else:
+        d1, d2 = 3.0 * d1, 3.0 * d2
+    return d1, d2
+
+
+@pytest.mark.parametrize("seed, unit", [(0, True), (1, True), (2, False)])
+@pytest.mark.parametrize("ratio", [0.8, 0.95, 0.99])
+def test_ratio_matches_are_kornias(seed, unit, ratio):
+    d1, d2 = _descriptor_pair(seed, unit=unit)
+    theirs_ratio, theirs = KF.match_smnn(d1, d2, ratio)
+    ours_ratio, ours = symmetric_ratio_matches(d1, d2, ratio)
+    assert len(theirs) > 0
+    assert torch.equal(ours, theirs)
+    assert torch.allclose(ours_ratio, theirs_ratio.reshape(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed, unit, n1", [(0, True, 700), (3, False, 700), (5, True, 500)])
+def test_mutual_nearest_are_kornias(seed, unit, n1):
+    d1, d2 = _descriptor_pair(seed, n1=n1, unit=unit)  # n2 = 650: either side the smaller
+    theirs_dist, theirs = KF.match_mnn(d1, d2)
+    ours_dist, ours = mutual_nearest(d1, d2)
+    assert torch.equal(ours, theirs)
+    assert torch.allclose(ours_dist, theirs_dist.reshape(-1), atol=1e-4)
+
+
+@pytest.mark.parametrize("name, options", [("mnn", {"ratio": 0.8}), ("mnn", {"ratio": 1.0}), ("smnn", {})])
+def test_matcher_plugins_give_kornias_matches_and_confidences(name, options):
+    spec = PluginTable.discover().get("matcher", name)
+    matcher = spec.build(spec.make_config(options), "cpu")
+    d1, d2 = _descriptor_pair(4)
+    f1, f2 = (LocalFeatures(kpts=np.zeros((len(d), 2), np.float32), desc=d.numpy(), scores=np.ones(len(d), np.float32),
+                            image_hw=(100, 100)) for d in (d1, d2))
+    m = matcher.match(f1, f2)
+    ratio = matcher.config.ratio
+    if ratio < 1.0:
+        dists, idx = KF.match_smnn(d1, d2, ratio)
+        conf = 1.0 - dists.reshape(-1)
+    else:
+        dists, idx = KF.match_mnn(d1, d2)
+        conf = (1.0 - dists.reshape(-1) ** 2 / 2.0).clamp(0, 1)
+    assert np.array_equal(m.idx, idx.numpy()) and np.allclose(m.conf, conf.numpy(), atol=1e-5)
+    one = LocalFeatures(kpts=np.zeros((1, 2), np.float32), desc=d1[:1].numpy(), scores=np.ones(1, np.float32),
+                        image_hw=(100, 100))
+    assert len(matcher.match(one, f2)) == 0
