@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -75,13 +75,19 @@ class DistinctivenessModel:
         except ValueError:
             return -1
 
-    def neighbours(self, desc: np.ndarray, chunk: int = 512) -> Neighbours:
-        """Nearest sample features of ``desc`` float (N, D) by L2 distance of unit vectors."""
+    def neighbours(self, desc: np.ndarray, block_floats: int = 1 << 26) -> Neighbours:
+        """Nearest sample features of ``desc`` float (N, D) by L2 distance of unit vectors.
+
+        Query features go ``block_floats`` / M at a time (at most 512), so the similarity block
+        (chunk, M) stays within 256 MiB however large the gallery sample (M) grows (blocks of 512
+        up to a sample of 131,072 features: 1,024 images at per_image = 128).
+        """
         import torch
 
         n, k = len(desc), min(self.neighbours_k, len(self.desc))
         if n == 0 or k == 0:
             return Neighbours(np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64))
+        chunk = max(1, min(512, block_floats // len(self.desc)))
         sample = torch.from_numpy(self.desc)
         dist, idx = [], []
         q_all = torch.from_numpy(_unit(desc))
@@ -124,10 +130,11 @@ def weighted_score(scorer, model: DistinctivenessModel, fq: LocalFeatures, fg: L
     return float(model.weights(fq, fg, matches, neighbours, identity)[counted].sum())
 
 
-def fit(features: Sequence[LocalFeatures | None], identities: Sequence[str],
+def fit(features: Iterable[LocalFeatures | None], identities: Sequence[str],
         settings: "DistinctivenessSettings", seed: int = 0) -> DistinctivenessModel:
     """Sample ``settings.per_image`` strongest features of each gallery image (``features`` and
-    ``identities`` aligned; None = unusable image) into a model."""
+    ``identities`` aligned; None = unusable image) into a model. ``features`` is read once, in
+    order, so it may be a generator: only the sample is kept in memory."""
     names = sorted(set(identities))
     position = {n: i for i, n in enumerate(names)}
     descs, labels = [], []
@@ -155,7 +162,7 @@ def fitted(cache: "FeatureCache", extractor: "Built", gallery_hashes: Sequence[s
     stored = cache.db.get_model(key)
     if stored is not None:
         return DistinctivenessModel.from_arrays(stored)
-    model = fit([cache.get(h, extractor) for h in gallery_hashes], identities, settings)
+    model = fit((cache.get(h, extractor) for h in gallery_hashes), identities, settings)  # one image at a time
     cache.db.put_model(key, MODEL_KIND, extractor.spec.name, VERSION, config,
                        {"gallery_images": len(gallery_hashes), "gallery_digest": digest,
                         "extractor": list(extractor.cache_id), "sample": int(len(model.desc))},

@@ -147,3 +147,24 @@ def test_match_drawings_say_their_score_is_before_weighting():
         pipeline = Pipeline("p", built["extractor"], built["matcher"], built["scorer"], 1.0, 1.0, 1.0, setting)
         evidence = match_pair(pipeline, f, f)
         assert evidence.score == 8 and ("before distinctiveness" in evidence.info()) is said
+
+
+def test_memory_stays_bounded_fit_streams_the_gallery_and_lookups_go_in_blocks():
+    rng = np.random.default_rng(0)
+    gallery = [features(rng.normal(size=(40, 16)), rng.random(40)) for _ in range(30)]
+    names = [f"ind{i % 7}" for i in range(30)]
+    settings = DistinctivenessSettings(per_image=8, neighbours=5)
+    from_list = fit(gallery, names, settings)
+    read = []
+
+    def one_at_a_time():
+        for f in gallery:
+            read.append(f)
+            yield f
+
+    streamed = fit(one_at_a_time(), names, settings)
+    assert len(read) == 30 and np.array_equal(streamed.desc, from_list.desc)
+    queries = rng.normal(size=(100, 16)).astype(np.float32)
+    whole = from_list.neighbours(queries)
+    blocks = from_list.neighbours(queries, block_floats=3 * len(from_list.desc))  # 3 query rows per block
+    assert np.allclose(whole.dist, blocks.dist, atol=1e-6) and np.array_equal(whole.label, blocks.label)  # float rounding only
