@@ -59,7 +59,7 @@ def write_manifests(workdir: Path, n_gallery: int, n_queries: int, n_warm: int) 
     chosen = gallery[:: len(gallery) // n_gallery][:n_gallery]
     step = len(queries) // (n_queries + n_warm)
     spread = queries[::step][: n_queries + n_warm]
-    first, warm = spread[::2][:n_queries], [q for q in spread if q not in spread[::2][:n_queries]][:n_warm]
+    first, warm = spread[:n_queries], spread[n_queries:]
     gallery_csv, query_csv, warm_csv = workdir / "gallery.csv", workdir / "queries.csv", workdir / "warm-queries.csv"
     with open(gallery_csv, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -103,7 +103,7 @@ def stage_seconds(profile_file: Path) -> dict[str, float]:
     for stage, needles in STAGES.items():
         total = 0.0
         for (file, line, function), (_, _, _, cumulative, callers) in stats.items():
-            key = f"{file}:{line}({function})"
+            key = f"{file}:{line}({function})".replace("/reid_engine/", "/engine/")  # an installed or linked copy
             if all(n in key for n in needles):
                 # the outermost call only: a recursive or nested entry would count twice
                 if not any(all(n in f"{cf}:{cl}({cfun})" for n in needles) for (cf, cl, cfun) in callers):
@@ -121,7 +121,8 @@ def main() -> None:
     parser.add_argument("--species", default="nyala")
     parser.add_argument("--profile", type=Path, help="a profile TOML instead of --species")
     parser.add_argument("--stages", action="store_true", help="run the first run under cProfile, per-stage seconds")
-    parser.add_argument("--threads", type=int, default=0, help="reid-engine --threads (0 = all CPUs)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="reid-engine --threads (0 = all CPUs; -1 = leave it out, for engines before the option)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/first-run-bench"))
     parser.add_argument("--label", default="now")
     args = parser.parse_args()
@@ -130,7 +131,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True)
     gallery, queries, warm = write_manifests(args.workdir, args.gallery_photos, args.queries, args.warm_queries)
     chosen = ["--profile", str(args.profile.resolve())] if args.profile else ["--species", args.species]
-    common = ["--threads", str(args.threads), "run", *chosen, "--quiet", "--db", "gallery.db", "--report"]
+    common = [*(["--threads", str(args.threads)] if args.threads >= 0 else []), "run", *chosen, "--quiet", "--db", "gallery.db", "--report"]
     prof = args.workdir / "first-run.prof" if args.stages else None
     first = run_engine([*common, "--gallery", str(gallery), "--query", str(queries), "--out", "first"],
                        args.workdir, prof)

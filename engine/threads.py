@@ -1,13 +1,17 @@
 """How many CPU threads the engine's numeric libraries use: decided once, applied everywhere.
 
-torch, onnxruntime and OpenCV each keep their own thread pool, and each sizes it to the
-machine by default. Run one after the other in one process they then compete: onnxruntime's
-workers keep spinning for a while after each call, stealing the cores that torch's next
-convolution needs, and each library counts the machine's cores rather than the CPUs this
-process may use (a container or ``taskset`` limit). ``configure`` is called once per process
-(the CLI does it for every command, from ``--threads``): it sizes torch's and OpenCV's pools
-and records the figure that every onnxruntime session made through ``onnx_session_options``
-uses, with spinning off.
+torch, onnxruntime and OpenCV each keep their own thread pool, and each sizes it on its own:
+by the machine's cores rather than the CPUs this process may use (a container or ``taskset``
+limit), and onnxruntime's workers spin-wait after each call. ``configure`` is called once per
+process (the CLI does it for every command, from ``--threads``): it sizes torch's and
+OpenCV's pools and records the figure that every onnxruntime session made through
+``onnx_session_options`` uses, with spinning off.
+
+Measured on 2 cores (benchmarks/results/threads-side-by-side.json, IS-Net then ALIKED on 12
+nyala photos): in one process spinning made no difference (8.8 s with, 9.0 s without); two
+engine processes side by side with every thread each took 10.2 s against 9.3 s one after the
+other, and 8.5 s with ``--threads 1`` each. So two engines on one machine should split the
+cores between them.
 
     configure(0)     # every CPU this process may use
     configure(1)     # one thread each, e.g. when running several engine processes side by side

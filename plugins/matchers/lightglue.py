@@ -38,7 +38,7 @@ class LightGlueConfig:
                       (0 = the engine's thread count, ``--threads``; 1 = one pair at a time on
                       all threads). The matches are the same either way; small attention layers
                       use two cores better as two pairs than as one; confidences differ by float rounding (2 cores, 512 keypoints:
-                      12.0 against 11.2 pairs/s, benchmarks/results/lightglue-cpu.json)
+                      11.4 against 9.8 pairs/s, benchmarks/results/lightglue-cpu.json)
     """
 
     features: Literal["aliked", "disk"] = "aliked"
