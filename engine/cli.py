@@ -44,7 +44,7 @@ def _engine_options(
 ) -> None:
     from .threads import configure
 
-    configure(threads)
+    configure(threads, load=False)  # torch and OpenCV are sized when a command loads the plugins (_table)
 
 
 def _fail(exc: BaseException) -> None:
@@ -68,6 +68,10 @@ def _profile(species: Optional[str], profile_file: Optional[Path]):
 
 def _table():
     from reid_engine.registry import PluginClash, PluginTable
+
+    from .threads import configure, configured
+
+    configure(configured())  # the plugins load torch: size it (and OpenCV) to --threads now
 
     try:
         table = PluginTable.discover()

@@ -20,8 +20,11 @@ cores between them.
 from __future__ import annotations
 
 import os
+import sys
 
-_configured: int | None = None
+_count: int | None = None        # the thread count decided by ``configure``
+_sized: set[str] = set()         # the libraries already sized to it
+_interop_fixed = False
 
 
 def available_cpus() -> int:
@@ -32,36 +35,52 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def configure(threads: int = 0) -> int:
+def configure(threads: int = 0, *, load: bool = True) -> int:
     """Size the thread pools of torch, OpenCV and (for later sessions) onnxruntime; returns the count.
 
-    ``threads`` 0 means ``available_cpus()``. Calling it again with the same count does nothing;
-    with another count it resizes torch's and OpenCV's pools (torch's inter-op pool can only be
-    set before its first parallel work, so it is set on the first call only).
+    ``threads`` 0 means ``available_cpus()``. With ``load`` False only the libraries this
+    process has already imported are sized now, the others on the next call with ``load``:
+    the CLI decides the count at start-up without importing torch (1.8 s) for commands that
+    never use it, and sizes torch and OpenCV when it loads the plugins. Calling it again with
+    the same count does nothing more; with another count it resizes the pools (torch's
+    inter-op pool can only be set before its first parallel work, so it is set once).
     """
-    global _configured
+    global _count
     if threads < 0:
         raise ValueError(f"threads must be 0 (all available CPUs) or more, got {threads}")
     count = threads or available_cpus()
-    if count == _configured:
-        return count
-    import cv2
+    if count != _count:
+        _count = count
+        _sized.clear()
+    for name, size in (("torch", _size_torch), ("cv2", _size_opencv)):
+        if name not in _sized and (load or name in sys.modules):
+            size(count)
+            _sized.add(name)
+    return count
+
+
+def _size_torch(count: int) -> None:
+    global _interop_fixed
     import torch
 
     torch.set_num_threads(count)
-    if _configured is None:
+    if not _interop_fixed:
+        _interop_fixed = True
         try:
             torch.set_num_interop_threads(1)  # the engine runs one operator at a time
         except RuntimeError:  # already fixed by earlier parallel work in this process
             pass
+
+
+def _size_opencv(count: int) -> None:
+    import cv2
+
     cv2.setNumThreads(count)
-    _configured = count
-    return count
 
 
 def configured() -> int:
     """The thread count set by ``configure`` (``available_cpus()`` if it was never called)."""
-    return _configured or available_cpus()
+    return _count or available_cpus()
 
 
 def onnx_session_options(threads: int = 0):

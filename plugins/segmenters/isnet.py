@@ -5,8 +5,8 @@ of 1024x1024, normalised as ``(pixel - 128) / 256``, and returns a foreground pr
 (1, 1, 1024, 1024) in [0, 1]. The network itself is fully convolutional; only its ONNX graph
 pins the size (each upsampling ``Resize`` carries constant output sizes). ``resizable_graph``
 rewrites those sizes as the equivalent scale factors and frees the input size, so the mask can
-be computed at the resolution it is needed at: ``input_size = 384`` costs 0.23 s per photo on
-2 CPU cores against 2.1 s at 1024 (benchmarks/results/isnet-input-size.json). The rewritten
+be computed at the resolution it is needed at: ``input_size = 384`` costs 0.26 s per photo on
+2 CPU cores against 1.89 s at 1024 (benchmarks/results/isnet-input-size.json). The rewritten
 graph computes exactly the same map at 1024. The engine caches that map per photo (``probability``, the
 expensive part) and asks ``clean`` to threshold it, open and close it, drop connected
 components smaller than ``min_blob`` of the image and split it into instances, largest first
