@@ -47,7 +47,8 @@ class PluginSpec:
             raise TypeError(f"plugin {self.name!r}: config_cls must be a dataclass")
 
     def make_config(self, options: Mapping[str, Any] | None = None, where: str = "") -> Any:
-        """Build the config dataclass from ``options``; unknown keys or bad types raise ConfigError."""
+        """Build the config dataclass from ``options``; unknown keys, bad types or values its own
+        checks refuse raise ConfigError."""
         options = dict(options or {})
         fields = {f.name: f for f in dataclasses.fields(self.config_cls)}
         unknown = sorted(set(options) - set(fields))
@@ -61,7 +62,10 @@ class PluginSpec:
         hints = typing.get_type_hints(self.config_cls)
         for key, value in options.items():
             options[key] = _coerce(value, hints.get(key), f"{prefix}{self.name}.{key}")
-        return self.config_cls(**options)
+        try:
+            return self.config_cls(**options)
+        except ValueError as exc:  # the config's own checks (``__post_init__``): a profile error, not a crash
+            raise ConfigError(f"{prefix}{self.kind} {self.name!r} rejects its options: {exc}") from None
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -74,3 +74,11 @@ def test_resized_graph_is_the_published_network_at_1024_and_runs_at_smaller_size
     assert [o.name for o in resized.get_outputs()] == ["output"]
     small = resized.run(["output"], {"input": x[:, :, :384, :448]})[0]
     assert small.shape == (1, 1, 384, 448) and 0.0 <= small.min() and small.max() <= 1.0
+
+
+def test_a_value_the_config_refuses_is_a_profile_error_naming_where_not_a_crash():
+    from reid_engine.registry import ConfigError
+
+    spec = PluginTable.discover().get("segmenter", "isnet")
+    with pytest.raises(ConfigError, match=r"^p.toml \[segment\]: segmenter 'isnet' rejects its options: isnet.input_size"):
+        spec.make_config({"input_size": 1000}, "p.toml [segment]")
