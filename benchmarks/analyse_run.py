@@ -1,13 +1,13 @@
 """Per-stage accuracy of one run: shortlist recall, the global embedding alone, each pipeline alone.
 
-Used by the benchmarks; ``analyse(result)`` takes a :class:`reid_engine.pipeline.RunResult`.
+Used by the benchmarks; ``analyse(result)`` takes a :class:`reid_engine.runs.RunResult`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from reid_engine.fusion import aggregate
+from reid_engine.calibration.fusion import aggregate
 from reid_engine.metrics import top_k_accuracy
 from reid_engine.records import NEW_INDIVIDUAL
 

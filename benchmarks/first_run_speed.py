@@ -43,7 +43,7 @@ STAGES = {
     "extract sift": ["extractors/sift.py", "(extract)"],
     "fit shortlist embedder": ["engine/shortlist.py", "(prepare_embedder)"],
     "fit distinctiveness": ["engine/distinctiveness.py", "(fit)"],
-    "match + score pairs": ["engine/pipeline.py", "(_score_pairs)"],
+    "match + score pairs": ["engine/pipeline.py", "(score_pairs)"],
     "features (all, incl. the above)": ["engine/features.py", "(ensure_features)"],
     "run (all)": ["engine/pipeline.py", "(run)"],
 }

@@ -179,18 +179,18 @@ def prefill_database(spec: dict) -> None:
     """The prefill child: enrol the fabricated gallery and copy, for each photo, its source's
     cached features (every extractor of the profile) and segmentation under its own content
     hash - through FeatureCache and GalleryDatabase, the classes the engine reads them with."""
+    import numpy as np
+
     from reid_engine.components import build_components
-    from reid_engine.database import GalleryDatabase
-    from reid_engine.features import FeatureCache, image_key
-    from reid_engine.images import read_image
-    from reid_engine.loading import gallery_record, segmentation_of
-    from reid_engine.manifests import load_manifest
-    from reid_engine.pipeline import enroll_manifest
+    from reid_engine.inputs.enrolment import enroll_manifest
+    from reid_engine.inputs.images import read_image
+    from reid_engine.inputs.manifests import load_manifest
+    from reid_engine.inputs.views import gallery_record, segmentation_of
     from reid_engine.registry import PluginTable
     from reid_engine.registry.profiles import resolve_profile
+    from reid_engine.store.database import GalleryDatabase
+    from reid_engine.store.features import FeatureCache, image_key
     from reid_engine.threads import configure
-
-    import numpy as np
 
     t = time.perf_counter()
     configure(spec["threads"])

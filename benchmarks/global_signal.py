@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from reid_engine.components import build_components
-from reid_engine.database import GalleryDatabase
 from reid_engine.embedding.model import EmbedderSpec, ReidNet, imagenet_start
 from reid_engine.embedding.stored import model_key
-from reid_engine.manifests import load_manifest
-from reid_engine.loading import image_loader
+from reid_engine.inputs.manifests import load_manifest
+from reid_engine.inputs.views import image_loader
 from reid_engine.registry import PluginTable
 from reid_engine.registry.profiles import load_profile_file
+from reid_engine.store.database import GalleryDatabase
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "nyala-dev"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_engine.calibration import expected_calibration_error
-from reid_engine.pipeline import RunOptions, run
+from reid_engine.calibration.fit import expected_calibration_error
+from reid_engine.commands.run import run
 from reid_engine.records import NEW_INDIVIDUAL
 from reid_engine.registry.profiles import resolve_profile
+from reid_engine.runs import RunOptions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyala-dev"
 

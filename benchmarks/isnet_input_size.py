@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_engine import threads
-from reid_engine.images import read_image
+from reid_engine.inputs.images import read_image
 from reid_engine.records import ImageRecord
 from reid_engine.registry import PluginTable
 

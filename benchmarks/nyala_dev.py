@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from analyse_run import analyse  # benchmarks/ is on sys.path when this script runs
 
-from reid_engine.pipeline import RunOptions, run
+from reid_engine.commands.run import run
 from reid_engine.registry.profiles import load_profile_file, resolve_profile
+from reid_engine.runs import RunOptions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "nyala-dev"
@@ -41,7 +41,7 @@ def calibrate_on_gallery(profile, db: Path, split: str, workdir: Path, device: s
     """`reid-engine calibrate` on the gallery rows of the split only (queries stay unseen)."""
     import csv
 
-    from reid_engine.calibrate import calibrate
+    from reid_engine.commands.calibrate import calibrate
 
     rows = {r["image_id"]: r for r in csv.DictReader(open(DATA / "metadata.csv"))}
     gallery_ids = [r["image_id"] for r in csv.DictReader(open(DATA / "splits" / f"{split}.csv")) if r["split"] != "query"]
@@ -81,14 +81,12 @@ def ece_on_queries(result, profile, db: Path) -> dict:
     """ECE of pair probabilities on the split's real queries: profile logistic vs fitted isotonic."""
     import numpy as np
 
-    from reid_engine.calibrate import load_calibration
-    from reid_engine.calibration import expected_calibration_error
+    from reid_engine.calibration.fit import expected_calibration_error, load_calibration
+    from reid_engine.calibration.fusion import logistic_calibration
     from reid_engine.components import build_components
-    from reid_engine.database import GalleryDatabase
-    from reid_engine.fusion import logistic_calibration
-    from reid_engine.registry import PluginTable
-
     from reid_engine.embedding.stored import attach_trained_embedder
+    from reid_engine.registry import PluginTable
+    from reid_engine.store.database import GalleryDatabase
 
     table = PluginTable.discover()
     components = build_components(profile, table, "cpu")

@@ -60,7 +60,7 @@ def measure_one(name: str, n_images: int, n_pairs: int, device: str) -> dict:
     """Time one pipeline in this process; returns its figures."""
     import torch
 
-    from reid_engine.images import read_image
+    from reid_engine.inputs.images import read_image
     from reid_engine.records import ImageRecord
     from reid_engine.registry import PluginTable
 

@@ -38,7 +38,7 @@ def photos(n: int) -> list[Path]:
 def stage(kind: str, n: int, threads: int, spinning: bool = False) -> float:
     """Seconds for ``kind`` (isnet | aliked | both) over n photos, after a warm-up photo."""
     from reid_engine import threads as engine_threads
-    from reid_engine.images import read_image
+    from reid_engine.inputs.images import read_image
     from reid_engine.records import ImageRecord
     from reid_engine.registry import PluginTable
 

@@ -1,3 +1,3 @@
-from .cli import main
+from reid_engine.cli import main
 
 main()

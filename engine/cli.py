@@ -1,32 +1,32 @@
-"""The ``reid-engine`` command line (typer). Usage errors exit 2, runtime failures exit 1."""
+"""The ``reid-engine`` command line (typer). Usage errors exit 2, runtime failures exit 1.
+
+A command parses its options, calls one engine function and prints what it returns. Errors
+become exit codes in one place, :class:`_Commands`: a :class:`~reid_engine.errors.ReidError`
+(or an OSError) raised anywhere in a command is printed as one ``error: ...`` line and exits
+with its ``exit_code``. Heavy modules (torch...) are imported inside the commands, so that
+``reid-engine profiles`` and ``--help`` stay fast.
+"""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from .errors import ReidError, UsageError
+from reid_engine.errors import ReidError, UsageError, exit_code
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Open-set animal re-identification: which known individual is in each photo, or is it a new one?",
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-)
 out_console = Console()
 err_console = Console(stderr=True)
-
-DEFAULT_OUT = Path("reid-engine-out")
-DEMO_SPECIES = "seal"
 
 
 def _say(console: Console, label: str, style: str, message: object) -> None:
@@ -36,47 +36,69 @@ def _say(console: Console, label: str, style: str, message: object) -> None:
     console.print(Text.assemble((f"{label}: ", style), str(message)), highlight=False, soft_wrap=True)
 
 
+def _notice(message: str) -> None:
+    _say(err_console, "notice", "yellow", message)
+
+
+class _Commands(TyperGroup):
+    """The command group: the one place where an error becomes an exit code.
+
+    A ReidError raised by any command (or subcommand) is printed as one line, ``error: MESSAGE``,
+    without a traceback, and exits with its ``exit_code`` (UsageError 2, others 1); so is an
+    OSError (exit 1), but a broken pipe is left to typer (exit 1, nothing printed). Ctrl-C is
+    typer's: exit 130 (:func:`main` prints a line for one that comes outside a command).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ReidError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise
+            _say(err_console, "error", "bold red", exc)
+            raise typer.Exit(exit_code(exc)) from None
+
+
+app = typer.Typer(
+    cls=_Commands,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Open-set animal re-identification: which known individual is in each photo, or is it a new one?",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_OUT = Path("reid-engine-out")
+DEMO_SPECIES = "seal"
+
+
 @app.callback()
 def _engine_options(
     threads: int = typer.Option(0, "--threads", min=0, envvar="REID_ENGINE_THREADS",
                                 help="CPU threads for torch, onnxruntime and OpenCV, set once for the whole "
                                      "command (0 = every CPU this process may use)"),
 ) -> None:
-    from .threads import configure
+    from reid_engine.threads import configure
 
     configure(threads, load=False)  # torch and OpenCV are sized when a command loads the plugins (_table)
 
 
-def _fail(exc: BaseException) -> None:
-    code = exc.exit_code if isinstance(exc, ReidError) else 1
-    _say(err_console, "error", "bold red", exc)
-    raise typer.Exit(code)
-
-
 def _profile(species: Optional[str], profile_file: Optional[Path]):
-    from reid_engine.registry import ConfigError
     from reid_engine.registry.profiles import resolve_profile
 
-    try:
-        profile, notice = resolve_profile(species, profile_file)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    profile, notice = resolve_profile(species, profile_file)
     if notice:
-        _say(err_console, "notice", "yellow", notice)
+        _notice(notice)
     return profile
 
 
 def _table():
-    from reid_engine.registry import PluginClash, PluginTable
-
-    from .threads import configure, configured
+    from reid_engine.registry import PluginTable
+    from reid_engine.threads import configure, configured
 
     configure(configured())  # the plugins load torch: size it (and OpenCV) to --threads now
 
-    try:
-        table = PluginTable.discover()
-    except PluginClash as exc:
-        raise ReidError(str(exc)) from None
+    table = PluginTable.discover()
     for broken in table.broken:
         _say(err_console, "warning", "yellow", f"plugin {broken.entry_point!r} ({broken.source}) failed to load: "
              f"{broken.error}; the others work. See `reid-engine plugins`.")
@@ -105,14 +127,12 @@ def run(
     explain_top: int = typer.Option(1, "--explain-top", min=0, help="report.html: match drawings of each query's top K candidates (first pipeline; 0 = none)"),
 ) -> None:
     """Identify each query photo as a known individual or a new one."""
-    try:
-        _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top)
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top)
 
 
 def _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top=1) -> None:
-    from .pipeline import RunOptions, run as run_pipeline
+    from reid_engine.commands.run import run as run_pipeline
+    from reid_engine.runs import RunOptions
 
     title = "reid-engine run"
     demo = gallery is None and query is None and split is None and db is None
@@ -120,7 +140,7 @@ def _run(species, gallery, query, split, db, out, top_k, device, profile_file, r
         if (species or "").lower() != DEMO_SPECIES or profile_file is not None:
             raise UsageError("nothing to identify: pass --query (and --gallery or --db); "
                              f"`reid-engine run --species {DEMO_SPECIES}` alone runs the demo on synthetic seals")
-        from .synthetic.seals import SealDatasetConfig, generate_seal_dataset
+        from reid_engine.synthetic.seals import SealDatasetConfig, generate_seal_dataset
 
         err_console.print("demo: building the synthetic ringed-seal data set (deterministic, offline)…")
         data = generate_seal_dataset(out / "demo-data", SealDatasetConfig())
@@ -133,7 +153,7 @@ def _run(species, gallery, query, split, db, out, top_k, device, profile_file, r
                          explain_top=explain_top)
     result = run_pipeline(options, table, progress=not quiet and sys.stderr.isatty())
     for notice in result.notices:
-        _say(err_console, "notice", "yellow", notice)
+        _notice(notice)
     _print_result(result, profile, options)
 
 
@@ -173,34 +193,14 @@ def enroll(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Add labelled images to a gallery database without querying."""
-    try:
-        from .components import build_components
-        from .database import GalleryDatabase
-        from .features import FeatureCache
-        from .manifests import load_manifest
-        from .outputs import write_errors
-        from .pipeline import enroll_manifest, ensure_gallery_features, resolve_device
+    from reid_engine.commands.enroll import enroll as enroll_gallery
 
-        table = _table()
-        manifest = load_manifest(gallery, "gallery", table)
-        for notice in manifest.notices:
-            _say(err_console, "notice", "yellow", notice)
-        errors = []
-        with GalleryDatabase(db) as database:
-            added, unchanged = enroll_manifest(database, manifest, errors)
-            if extract:
-                profile = _profile(species, profile_file)
-                comps = build_components(profile, table, resolve_device(device))
-                ensure_gallery_features(database.gallery(), comps, profile, FeatureCache(database), errors)
-            counts = database.counts()
-        out_console.print(escape(f"enrolled {added} new image(s) ({unchanged} already there) into {db}: "
-                                 f"{counts['images']} images of {counts['individuals']} individuals"))
-        if errors:
-            path = db.with_name(db.stem + "-enroll-errors.csv")
-            write_errors(path, errors)
-            _say(err_console, "warning", "yellow", f"{len(errors)} image(s) could not be used; see {path}")
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    done = enroll_gallery(gallery, db, _table(), extract=extract, species=species, profile_file=profile_file,
+                          device=device, notify=_notice)
+    out_console.print(escape(f"enrolled {done.added} new image(s) ({done.unchanged} already there) into {db}: "
+                             f"{done.counts['images']} images of {done.counts['individuals']} individuals"))
+    if done.errors:
+        _say(err_console, "warning", "yellow", f"{len(done.errors)} image(s) could not be used; see {done.errors_csv}")
 
 
 @app.command()
@@ -216,18 +216,15 @@ def calibrate(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Fit isotonic calibration, Powell fusion weights and the known/new threshold on labelled photos."""
-    try:
-        from .calibrate import calibrate as run_calibration
-        from .pipeline import resolve_device
+    from reid_engine.commands.calibrate import calibrate as run_calibration
+    from reid_engine.device import resolve_device
 
-        profile = _profile(species, profile_file)
-        result = run_calibration(profile, db, gallery, unknown_share=unknown_share, seed=seed,
-                                 device=resolve_device(device), plots_dir=plots or db.parent / "calibration",
-                                 table=_table(), progress=not quiet and sys.stderr.isatty())
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    profile = _profile(species, profile_file)
+    result = run_calibration(profile, db, gallery, unknown_share=unknown_share, seed=seed,
+                             device=resolve_device(device), plots_dir=plots or db.parent / "calibration",
+                             table=_table(), progress=not quiet and sys.stderr.isatty())
     for notice in result.notices:
-        _say(err_console, "notice", "yellow", notice)
+        _notice(notice)
     s = result.split
     out_console.print(f"open-set split (seed {s['seed']}): {s['gallery_images']} gallery images; {s['known_queries']} known "
                       f"queries; {s['unknown_queries']} queries of {s['unknown_identities']} held-out identities")
@@ -259,15 +256,12 @@ def explain(
     max_width: int = typer.Option(1600, "--max-width", min=200, help="width of the drawing, at most (px)"),
 ) -> None:
     """Draw the matches between two photos: inlier lines coloured by confidence, matched regions as ellipses."""
-    try:
-        from .explain import explain_files
-        from .pipeline import resolve_device
+    from reid_engine.commands.explain import explain_files
+    from reid_engine.device import resolve_device
 
-        profile = _profile(species, profile_file)
-        written = explain_files(query, gallery_image, profile, _table(), out, pipeline=pipeline, db=db,
-                                device=resolve_device(device), max_width=max_width)
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    profile = _profile(species, profile_file)
+    written = explain_files(query, gallery_image, profile, _table(), out, pipeline=pipeline, db=db,
+                            device=resolve_device(device), max_width=max_width)
     for item in written:
         ev = item.evidence
         inliers = f"{ev.n_inliers} inliers" if ev.inliers_known else f"inliers not known ({ev.scorer} gives none)"
@@ -288,25 +282,22 @@ def segment(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Mask every photo ahead of a run (cached in --db), report coverage and fallbacks, draw a mask grid."""
-    try:
-        from .manifests import load_manifest
-        from .pipeline import resolve_device
-        from rich.progress import Progress
+    from rich.progress import Progress
 
-        from .segment_photos import require_segmenter, segment_manifest
+    from reid_engine.commands.segment import require_segmenter, segment_manifest
+    from reid_engine.device import resolve_device
+    from reid_engine.inputs.manifests import load_manifest
 
-        if not manifest.exists():
-            raise UsageError(f"PHOTOS {manifest}: no such file or folder; pass a manifest CSV or a folder of photos")
-        profile = _profile(species, profile_file)
-        require_segmenter(profile)
-        table = _table()
-        records = list(load_manifest(manifest, "query", table).records)
-        with Progress(console=err_console, transient=True) as bar:
-            task = bar.add_task("segmenting", total=len(records))
-            summary = segment_manifest(profile, records, db, table, resolve_device(device), grid, sample, seed,
-                                       progress=lambda: bar.advance(task))
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    if not manifest.exists():
+        raise UsageError(f"PHOTOS {manifest}: no such file or folder; pass a manifest CSV or a folder of photos")
+    profile = _profile(species, profile_file)
+    require_segmenter(profile)
+    table = _table()
+    records = list(load_manifest(manifest, "query", table).records)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("segmenting", total=len(records))
+        summary = segment_manifest(profile, records, db, table, resolve_device(device), grid, sample, seed,
+                                   progress=lambda: bar.advance(task))
     n = len(summary.views)
     mean, lo, hi = summary.coverage()
     per = f", {summary.seconds_computing / summary.computed:.2f} s per new mask" if summary.computed else ""
@@ -329,15 +320,9 @@ def segment(
 @app.command()
 def plugins() -> None:
     """List every plugin: name, kind, version, and where it came from."""
-    try:
-        from reid_engine.registry import PluginClash, PluginTable
+    from reid_engine.registry import PluginTable
 
-        try:
-            table = PluginTable.discover()
-        except PluginClash as exc:
-            raise ReidError(str(exc)) from None
-    except ReidError as exc:
-        _fail(exc)
+    table = PluginTable.discover()
     t = Table(title="reid-engine plugins")
     t.add_column("name", no_wrap=True)
     t.add_column("kind", no_wrap=True)
@@ -378,12 +363,9 @@ _STATE_STYLE = {"present": "green", "missing": "yellow", "corrupt": "bold red"}
 @weights_app.command("list")
 def weights_list() -> None:
     """Every known weight: whether it is installed, where, and its licence."""
-    from .weights import status, weights_dir
+    from reid_engine.weights import status, weights_dir
 
-    try:
-        rows = status()
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    rows = status()
     t = Table(title=escape(f"model weights (cache/ = {weights_dir()})"), expand=True)
     t.add_column("name", no_wrap=True)
     t.add_column("state", no_wrap=True)
@@ -414,12 +396,9 @@ def weights_import(
     files: list[Path] = typer.Argument(..., help="weight files, or folders of them (not their subfolders); any file names: files are recognised by sha256"),
 ) -> None:
     """Install weight files you have into the torch-hub cache kornia reads, after checking their sha256."""
-    from .weights import import_files
+    from reid_engine.weights import import_files
 
-    try:
-        results = import_files(files)
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    results = import_files(files)
     for r in results:
         if r.status == "refused":
             _say(err_console, "refused", "bold red", f"{r.source}: {r.message}")
@@ -441,22 +420,15 @@ def weights_fetch(
     no_verify: bool = typer.Option(False, "--no-verify", help="accept a download of a weight with no reference sha256 (hardnet-liberty); weights with one are always checked"),
 ) -> None:
     """Download weights (each upstream URL in turn), check their sha256 and install them; needs internet."""
-    from .weights import fetch, get_spec
+    from reid_engine.commands.weights import fetch_weights
 
-    try:
-        for name in names:
-            get_spec(name)
-    except ReidError as exc:
-        _fail(exc)
     code = 0
-    for name in names:
-        try:
-            path = fetch(name, timeout=timeout, verify=not no_verify)
-        except (ReidError, OSError) as exc:
-            _say(err_console, "error", "bold red", exc)
-            code = max(code, exc.exit_code if isinstance(exc, ReidError) else 1)
+    for done in fetch_weights(names, timeout=timeout, verify=not no_verify):
+        if done.error is not None:  # the others are still fetched; the exit code is the worst
+            _say(err_console, "error", "bold red", done.error)
+            code = max(code, exit_code(done.error))
             continue
-        out_console.print(escape(f"{name}: {path}"), highlight=False, soft_wrap=True)
+        out_console.print(escape(f"{done.name}: {done.path}"), highlight=False, soft_wrap=True)
     if code:
         raise typer.Exit(code)
 
@@ -493,22 +465,22 @@ def train_descriptor_command(
     quiet: bool = typer.Option(False, "--quiet", help="no progress lines"),
 ) -> None:
     """Self-supervised HardNet: each region of a photo against the same region in a randomly warped copy."""
-    try:
-        from .pipeline import resolve_device
-        from .training.train_descriptor import TrainDescriptorOptions, train_descriptor
+    from reid_engine.device import resolve_device
+    from reid_engine.training.train_descriptor import (
+        TrainDescriptorOptions,
+        train_descriptor,
+    )
 
-        options = TrainDescriptorOptions(
-            photos=photos, out=out, split=split, epochs=epochs, pairs=pairs, batch_size=batch_size,
-            optimizer=optimizer.lower(), lr=lr, val_share=val_share, val_pairs=val_pairs, resume=resume,
-            device=resolve_device(device), seed=seed, init=init, from_scratch=from_scratch, max_photos=max_photos,
-            resize=resize, max_keypoints=max_keypoints, upright=upright,
-        )
-        log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
-        result = train_descriptor(options, _table(), log=log)
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    options = TrainDescriptorOptions(
+        photos=photos, out=out, split=split, epochs=epochs, pairs=pairs, batch_size=batch_size,
+        optimizer=optimizer.lower(), lr=lr, val_share=val_share, val_pairs=val_pairs, resume=resume,
+        device=resolve_device(device), seed=seed, init=init, from_scratch=from_scratch, max_photos=max_photos,
+        resize=resize, max_keypoints=max_keypoints, upright=upright,
+    )
+    log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
+    result = train_descriptor(options, _table(), log=log)
     for notice in result.notices:
-        _say(err_console, "notice", "yellow", notice)
+        _notice(notice)
     if result.skipped:
         _say(err_console, "warning", "yellow", f"{len(result.skipped)} photo(s) could not be read and were skipped "
              f"(first: {result.skipped[0]})")
@@ -553,19 +525,19 @@ def train_embedder_command(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Train a re-ID embedder on your labelled gallery; the shortlist and fusion then use it."""
-    try:
-        from .pipeline import resolve_device
-        from .training.train_embedder import options_from_profile, train_embedder
+    from reid_engine.device import resolve_device
+    from reid_engine.training.train_embedder import (
+        options_from_profile,
+        train_embedder,
+    )
 
-        profile = _profile(species, profile_file)
-        options = options_from_profile(
-            profile, db=db, gallery=gallery, split=split, method=method, backbone=backbone, init=init, epochs=epochs,
-            image_size=image_size, batch_p=batch_p, batch_k=batch_k, lr=lr, val_share=val_share, patience=patience,
-            flip=flip, out=out, checkpoint=checkpoint, resume=resume, device=resolve_device(device), seed=seed)
-        log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
-        result = train_embedder(options, _table(), log=log, progress=not quiet and sys.stderr.isatty())
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    profile = _profile(species, profile_file)
+    options = options_from_profile(
+        profile, db=db, gallery=gallery, split=split, method=method, backbone=backbone, init=init, epochs=epochs,
+        image_size=image_size, batch_p=batch_p, batch_k=batch_k, lr=lr, val_share=val_share, patience=patience,
+        flip=flip, out=out, checkpoint=checkpoint, resume=resume, device=resolve_device(device), seed=seed)
+    log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
+    result = train_embedder(options, _table(), log=log, progress=not quiet and sys.stderr.isatty())
     if result.skipped:
         _say(err_console, "warning", "yellow", f"{len(result.skipped)} photo(s) could not be used and were skipped "
              f"(first: {result.skipped[0].reason})")
@@ -605,28 +577,9 @@ def export_onnx_command(
     model: Optional[Path] = typer.Option(None, "--model", help="or a model file from `train embedder --out`"),
 ) -> None:
     """Export a trained embedder to ONNX (input 'image' N x 3 x S x S, output 'embedding' N x D)."""
-    try:
-        from .embedding.model import from_arrays, read_model_file
-        from .embedding.stored import model_key, train_command
+    from reid_engine.commands.export import export_onnx_model
 
-        profile = _profile(species, profile_file) if model is None else None
-        if model is not None:
-            net = read_model_file(model)[0]
-        else:
-            if db is None or not db.is_file():
-                raise UsageError(f"--db {db}: no gallery database; pass --db (or --model FILE)")
-            from .database import GalleryDatabase
-
-            with GalleryDatabase(db) as gdb:
-                arrays = gdb.get_model(model_key(profile.name))
-            if arrays is None:
-                raise UsageError(f"{db}: no embedder trained for profile {profile.name!r}; `{train_command(profile)}`")
-            net = from_arrays(arrays)[0]
-        from .embedding.onnx_export import export_onnx
-
-        export_onnx(net, out)
-    except (ReidError, OSError) as exc:
-        _fail(exc)
+    export_onnx_model(out, model=model, db=db, species=species, profile_file=profile_file, notify=_notice)
     out_console.print(escape(f"ONNX model: {out} (trained-embedder: model = \"{out}\", runtime = \"onnx\")"))
 
 

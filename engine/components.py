@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsageError
-from reid_engine.registry import ConfigError, PluginSpec, PluginTable, UnknownPlugin, config_hash
+from reid_engine.errors import UsageError
+from reid_engine.plugin_adapters import adapt
+from reid_engine.registry import PluginSpec, PluginTable, config_hash
 from reid_engine.registry.profiles import ImageSettings, PluginRef, Profile
 
 
@@ -59,21 +58,15 @@ class Components:
         return list(seen.values())
 
 
-def config_hash_of(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def build_plugin(table: PluginTable, kind: str, ref: PluginRef, device: str, where: str) -> Built:
-    try:
-        spec = table.get(kind, ref.plugin, where)
-        config = spec.make_config(ref.options_dict, where)
-    except (UnknownPlugin, ConfigError) as exc:
-        raise UsageError(str(exc)) from None
+    """Build one profile entry; an unknown plugin or a bad option is a UsageError (exit code 2) naming ``where``."""
+    spec = table.get(kind, ref.plugin, where)  # UnknownPlugin
+    config = spec.make_config(ref.options_dict, where)  # ConfigError
     try:
         obj = spec.build(config, device)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{where}: {kind} {ref.plugin!r} rejects its options: {exc}") from None
-    return Built(spec, config, config_hash(config), obj)
+    return Built(spec, config, config_hash(config), adapt(kind, obj))  # duck-typed plugins: wrapped in the base API
 
 
 def build_components(profile: Profile, table: PluginTable, device: str) -> Components:
@@ -101,14 +94,14 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
     if pre or profile.image != ImageSettings() or profile.segment is not None:
         segment = None if profile.segment is None else [
             dataclasses.asdict(profile.segment), segmenter.cache_id if segmenter else None]
-        view = config_hash_of([b.cache_id for b in pre], profile.image.max_side, profile.image.min_side,
-                              *([segment] if segment is not None else []))
+        view = config_hash([b.cache_id for b in pre], profile.image.max_side, profile.image.min_side,
+                           *([segment] if segment is not None else []))
         for p in pipelines:
-            p.extractor.config_hash = config_hash_of(p.extractor.config_hash, view)
+            p.extractor.config_hash = config_hash(p.extractor.config_hash, view)
     embedder = build_plugin(table, "embedder", profile.shortlist.embedder, device, f"{src} [shortlist].embedder")
     embedder_extractor = None
-    if getattr(embedder.obj, "input", "image") == "local":
-        name = getattr(embedder.obj, "extractor", "")
+    if embedder.obj.input == "local":
+        name = embedder.obj.extractor
         if not name and pipelines:
             embedder_extractor = pipelines[0].extractor
         else:
@@ -119,5 +112,5 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
                 embedder_extractor = build_plugin(table, "extractor", PluginRef(name or "hessaff-rootsift"), device,
                                                   f"{src} [shortlist].embedder.extractor")
                 if view is not None:
-                    embedder_extractor.config_hash = config_hash_of(embedder_extractor.config_hash, view)
+                    embedder_extractor.config_hash = config_hash(embedder_extractor.config_hash, view)
     return Components(pre, embedder, embedder_extractor, pipelines, segmenter, view)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from sklearn.metrics import rand_score
 
-from .records import NEW_INDIVIDUAL, Prediction
+from reid_engine.records import NEW_INDIVIDUAL, Prediction
 
 NAN = float("nan")
 

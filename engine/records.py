@@ -54,7 +54,7 @@ class LoadedImage:
     """A decoded photo: ``rgb`` uint8 (H, W, 3); ``mask`` bool (H, W) or None (whole image).
 
     ``original_hw`` is the size on disk before any safety downscale on load. ``view`` is the
-    :class:`~reid_engine.segmentation.AnimalView` saying which pixels these are (mask source,
+    :class:`~reid_engine.inputs.segmentation.AnimalView` saying which pixels these are (mask source,
     instance, fallback, crop) once the profile's ``[segment]`` step ran; None before.
     """
 
@@ -168,3 +168,6 @@ class Prediction:
     candidates: tuple[Candidate, ...]
     truth: str | None = None
     animal: str = ""  # which pixels were used: AnimalView.describe() (mask source, instance, fallback, crop)
+
+
+INSTANCE_KEY = "instance"  # ImageRecord.extra key naming the instance a query record stands for

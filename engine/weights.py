@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Iterable, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from .errors import ReidError, UsageError
+from reid_engine.errors import ReidError, UsageError
 
 MANIFEST_PACKAGE = "reid_engine.registry"
 MANIFEST_FILE = "weights.toml"

@@ -1,6 +1,7 @@
 """Plugin registry: hook specifications, plugin discovery, profiles and the weights manifest."""
 
-from .hookspecs import KINDS, hookimpl, hookspec
+from .hookspecs import hookimpl, hookspec
+from .spec import KINDS
 from .spec import ConfigError, EmptyConfig, PluginSpec, config_hash
 from .table import BrokenPlugin, PluginClash, PluginTable, UnknownPlugin
 

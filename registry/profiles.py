@@ -147,22 +147,46 @@ class TrainedEmbedderSettings:
     flip: bool = False
 
 
+# Where a Profile field comes from in the TOML file (the field's metadata "toml"): a key of the
+# [profile] table, or a top-level table of its own (their order is that of the "allowed keys"
+# messages); a field without it (source) is not in the file. The keys allowed in every table
+# are the fields of its dataclass: nothing else lists them.
+_HEAD = {"toml": "profile"}
+_TABLE = {"toml": "table"}
+
+
 @dataclass(frozen=True)
 class Profile:
-    name: str
-    description: str
+    name: str = field(metadata=_HEAD)
+    description: str = field(metadata=_HEAD)
     source: str
-    image: ImageSettings = ImageSettings()
-    preprocess: tuple[PluginRef, ...] = ()
-    segment: SegmentSettings | None = None
-    shortlist: ShortlistSettings = ShortlistSettings()
-    pipelines: tuple[PipelineSettings, ...] = ()
-    decision: DecisionSettings = DecisionSettings()
-    species: tuple[str, ...] = field(default=())
-    trained_embedder: TrainedEmbedderSettings | None = None
+    image: ImageSettings = field(default=ImageSettings(), metadata=_TABLE)
+    preprocess: tuple[PluginRef, ...] = field(default=(), metadata=_TABLE)
+    segment: SegmentSettings | None = field(default=None, metadata=_TABLE)
+    shortlist: ShortlistSettings = field(default=ShortlistSettings(), metadata=_TABLE)
+    trained_embedder: TrainedEmbedderSettings | None = field(default=None, metadata=_TABLE)
+    pipelines: tuple[PipelineSettings, ...] = field(default=(), metadata=_TABLE)
+    decision: DecisionSettings = field(default=DecisionSettings(), metadata=_TABLE)
+    species: tuple[str, ...] = field(default=(), metadata=_HEAD)
 
 
 # ------------------------------------------------------------------------------------------
+def _allowed_keys(cls: type, *, exclude: Any = ()) -> list[str]:
+    """The keys a TOML table read into dataclass ``cls`` may hold: its fields, in order (less ``exclude``)."""
+    return [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
+
+
+def _required_keys(cls: type) -> list[str]:
+    """The fields of ``cls`` without a default: keys its TOML table must hold."""
+    return [f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def _profile_keys(where: str) -> list[str]:
+    """Profile fields read from ``where``: "profile" (keys of the [profile] table) or "table" (top-level tables)."""
+    return [f.name for f in dataclasses.fields(Profile) if f.metadata.get("toml") == where]
+
+
 def _check_keys(table: dict, allowed: list[str], where: str) -> None:
     unknown = sorted(set(table) - set(allowed))
     if unknown:
@@ -172,10 +196,10 @@ def _check_keys(table: dict, allowed: list[str], where: str) -> None:
 
 
 def _settings(cls: type, table: Any, where: str, **fixed: Any) -> Any:
+    """Read the TOML table of ``cls``; ``fixed`` are fields already read (and not allowed as keys)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in fixed}
-    _check_keys(table, list(fields), where)
+    _check_keys(table, _allowed_keys(cls, exclude=fixed), where)
     hints = __import__("typing").get_type_hints(cls)
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
     return cls(**values, **fixed)
@@ -228,10 +252,9 @@ def _trained_embedder_settings(table: Any, where: str) -> TrainedEmbedderSetting
 
 def parse_profile(data: dict, source: str) -> Profile:
     """Validate a parsed TOML document into a :class:`Profile`."""
-    _check_keys(data, ["profile", "image", "preprocess", "segment", "shortlist", "trained_embedder", "pipelines",
-                       "decision"], source)
+    _check_keys(data, ["profile", *_profile_keys("table")], source)
     head = data.get("profile", {})
-    _check_keys(head, ["name", "description", "species"], f"{source} [profile]")
+    _check_keys(head, _profile_keys("profile"), f"{source} [profile]")
     if "name" not in head:
         raise ConfigError(f"{source} [profile]: missing key 'name'")
     image = _settings(ImageSettings, data.get("image", {}), f"{source} [image]")
@@ -241,7 +264,7 @@ def parse_profile(data: dict, source: str) -> Profile:
     segment = _segment_settings(data["segment"], f"{source} [segment]") if "segment" in data else None
     sl = dict(data.get("shortlist", {}))
     where = f"{source} [shortlist]"
-    _check_keys(sl, ["embedder", "top_b", "identity_pooling"], where)
+    _check_keys(sl, _allowed_keys(ShortlistSettings), where)
     embedder = _plugin_ref(sl.pop("embedder", "fisher-vector"), f"{where}.embedder")
     shortlist = _settings(ShortlistSettings, sl, where, embedder=embedder)
     if shortlist.top_b < 1:
@@ -252,8 +275,8 @@ def parse_profile(data: dict, source: str) -> Profile:
         where = f"{source} [[pipelines]] #{i + 1}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a table")
-        _check_keys(entry, ["name", "extractor", "matcher", "scorer", "weight", "calibration", "distinctiveness"], where)
-        for key in ("name", "extractor", "matcher", "scorer"):
+        _check_keys(entry, _allowed_keys(PipelineSettings), where)
+        for key in _required_keys(PipelineSettings):
             if key not in entry:
                 raise ConfigError(f"{where}: missing key {key!r}")
         name = str(entry["name"])

@@ -9,11 +9,16 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .hookspecs import KINDS
+from reid_engine.errors import UsageError
+
+# the plugin kinds, one per ``register_*`` hook (hookspecs.HOOK_KINDS maps hook names to them)
+KINDS: tuple[str, ...] = ("embedder", "extractor", "matcher", "scorer", "preprocessor", "segmenter", "dataset")
 
 
-class ConfigError(ValueError):
-    """A profile or plugin config names an unknown key or a value of the wrong type."""
+class ConfigError(UsageError, ValueError):
+    """A profile or plugin config names an unknown key or a value of the wrong type (exit code 2).
+
+    Still a ValueError, as it was before it joined :class:`~reid_engine.errors.ReidError`."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,13 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def config_hash(config: Any) -> str:
-    """A stable 16-hex hash of a config dataclass (part of every cache key)."""
-    payload = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def config_hash(*parts: Any) -> str:
+    """A stable 16-hex hash, part of every cache key: ``config_hash(config)`` hashes one config
+    dataclass (its fields), ``config_hash(a, b, ...)`` several values together (e.g. a config
+    hash folded with the view it sees). Cached features are keyed by these values: never change them.
+    """
+    if len(parts) == 1 and dataclasses.is_dataclass(parts[0]) and not isinstance(parts[0], type):
+        payload: Any = dataclasses.asdict(parts[0])
+    else:
+        payload = parts
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -19,6 +19,8 @@ from typing import Iterable
 
 import pluggy
 
+from reid_engine.errors import ReidError, UsageError
+
 from . import hookspecs
 from .hookspecs import HOOK_KINDS, PROJECT
 from .spec import PluginSpec
@@ -39,12 +41,12 @@ class BrokenPlugin:
     error: str
 
 
-class UnknownPlugin(LookupError):
-    """A profile names a plugin that no installed distribution provides."""
+class UnknownPlugin(UsageError, LookupError):
+    """A profile names a plugin that no installed distribution provides (exit code 2; still a LookupError)."""
 
 
-class PluginClash(RuntimeError):
-    """Two plugins registered the same kind and name."""
+class PluginClash(ReidError, RuntimeError):
+    """Two plugins registered the same kind and name (exit code 1; still a RuntimeError)."""
 
 
 def _normalise(name: str) -> str:

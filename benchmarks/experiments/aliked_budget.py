@@ -4,10 +4,10 @@
 /tmp/nyala-bench/nyala-aliked.db. Not a test; numbers are quoted in the issue-3 closing note.
 """
 # Keypoint budget and similarity threshold for ALIKED MNN counts (cached 2048-kpt features), plus fusion with hessaff.
-import sys
 exec(open('benchmarks/experiments/aliked_matchers.py').read().split("mnn = b('matcher'")[0])
-import torch
 from reid_engine.records import LocalFeatures
+
+
 def top(f, k):
     if len(f) <= k: return f
     i = np.sort(np.argsort(-f.scores)[:k])

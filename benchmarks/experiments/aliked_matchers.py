@@ -4,17 +4,24 @@
 /tmp/nyala-bench/nyala-aliked.db. Not a test; numbers are quoted in the issue-3 closing note.
 """
 # Matcher/scorer variants on cached ALIKED features of nyala-dev (closed split), FV(hessaff) top-100 shortlist.
-import csv, sys, time
-import numpy as np
+import csv
+import sys
+import time
 from pathlib import Path
+
+import numpy as np
+
+from reid_engine.components import build_components
+from reid_engine.plugins.embedders.fisher_vector import (
+    FisherVectorConfig,
+    FisherVectorEmbedder,
+)
 from reid_engine.registry import PluginTable
 from reid_engine.registry.profiles import load_profile_file
-from reid_engine.components import build_components
-from reid_engine.database import GalleryDatabase
-from reid_engine.features import FeatureCache
-from reid_engine.images import content_hash
-from reid_engine.plugins.embedders.fisher_vector import FisherVectorConfig, FisherVectorEmbedder
-from reid_engine.shortlist import shortlist
+from reid_engine.shortlist.global_embedding import shortlist
+from reid_engine.store.database import GalleryDatabase, content_hash
+from reid_engine.store.features import FeatureCache
+
 D = Path('/work/shared/data/nyala-dev')
 meta = {r['image_id']: r for r in csv.DictReader(open(D / 'metadata.csv'))}
 split = {r['image_id']: r['split'] for r in csv.DictReader(open(D / 'splits/closed.csv'))}
@@ -32,6 +39,8 @@ sl = shortlist(fv.embed([H[q] for q in Q]), fv.embed([H[g] for g in G]), TOP)
 def b(kind, name, **o):
     s = t.get(kind, name); return s.build(s.make_config(o), 'cpu')
 import time
+
+
 def evaluate(raw, label, dt):
     top1 = top5 = 0
     for i in range(len(Q)):

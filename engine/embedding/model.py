@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ReidError, UsageError
-from ..weights import weight_state
+from reid_engine.errors import ReidError, UsageError
+from reid_engine.weights import weight_state
 
 FORMAT = "reid-engine-embedder"
 FORMAT_VERSION = 1

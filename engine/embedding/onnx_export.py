@@ -7,8 +7,8 @@ import os
 import warnings
 from pathlib import Path
 
-from ..errors import ReidError
-from .model import ReidNet
+from reid_engine.embedding.model import ReidNet
+from reid_engine.errors import ReidError
 
 SPEC_KEY = "reid_engine_spec"  # metadata entry holding the EmbedderSpec (JSON)
 

@@ -15,13 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
-from reid_engine.registry import PluginTable
+from reid_engine.components import Built, Components, build_plugin
+from reid_engine.errors import ReidError
+from reid_engine.records import LoadedImage, LocalFeatures
+from reid_engine.registry import PluginTable, config_hash
 from reid_engine.registry.profiles import Profile, builtin_profiles
-
-from ..components import Built, Components, build_plugin, config_hash_of
-from ..database import GalleryDatabase
-from ..errors import ReidError
-from ..records import LoadedImage, LocalFeatures
+from reid_engine.store.database import GalleryDatabase
 
 MODEL_KIND = "embedder"
 
@@ -79,15 +78,15 @@ def attach_trained_embedder(db: GalleryDatabase, profile: Profile, components: C
             return (f"profile {profile.name!r} can use a re-ID embedder trained on your gallery, and this database has "
                     f"none: the shortlist uses {components.embedder.spec.name!r} instead. Train one with "
                     f"`{train_command(profile)}`")
-        if not hasattr(built.obj, "load_state"):
+        if not built.obj.loads_state:
             raise ReidError(f"{where}: plugin {built.spec.name!r} cannot load a model stored in the gallery database; "
                             "give it a model file (model = \"PATH\")")
         built.obj.load_state(arrays)
     model_id = str(getattr(built.obj, "model_sha256", ""))
     if not model_id:
         raise ReidError(f"{where}: plugin {built.spec.name!r} has no model_sha256; it cannot be cached safely")
-    config_hash = config_hash_of(built.config_hash, model_id, components.view)
-    components.trained = Built(built.spec, built.config, config_hash, EmbeddingAsFeatures(built.obj))
+    trained_hash = config_hash(built.config_hash, model_id, components.view)
+    components.trained = Built(built.spec, built.config, trained_hash, EmbeddingAsFeatures(built.obj))
     info = stored_info(db, profile.name) if not model_file else None
     source = model_file or (f"the gallery database (trained {info.get('trained_at', '?')} on "
                             f"{info.get('images', '?')} photos of {info.get('identities', '?')} individuals)"

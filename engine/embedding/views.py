@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..records import LoadedImage
+from reid_engine.records import LoadedImage
 
 GREY = (124, 116, 104)  # ImageNet mean colour, uint8
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ReidError
-from ..weights import file_sha256  # noqa: F401 - re-exported: one cached sha256 for weights and checkpoints
+from reid_engine.errors import ReidError
+from reid_engine.weights import file_sha256  # noqa: F401 - re-exported: one cached sha256 for weights and checkpoints
 
 FORMAT = "reid-engine-hardnet"
 FORMAT_VERSION = 1

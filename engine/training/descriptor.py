@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..records import LoadedImage
+from reid_engine.image_tensors import grey_tensor
+from reid_engine.records import LoadedImage
 
 PATCH_SIZE = 32
 
@@ -102,9 +103,8 @@ class PatchPairs:
 
 def grey_at(image: LoadedImage, resize: int) -> tuple[torch.Tensor, float]:
     """Grey (1, 1, h, w) in [0, 1] and the scale h/H, on the CPU: exactly the built-in
-    extractors' conversion (``_image.grey_tensor``), so training patches look like the ones
+    extractors' conversion (``image_tensors.grey_tensor``), so training patches look like the ones
     described later."""
-    from reid_engine.plugins.extractors._image import grey_tensor
 
     return grey_tensor(image, resize, "cpu")
 

@@ -27,11 +27,28 @@ from typing import Callable, Literal
 import numpy as np
 import torch
 
-from ..errors import ReidError, UsageError
-from ..records import ImageRecord
-from .checkpoint import CheckpointError, atomic_save, load_hardnet, read_checkpoint, write_checkpoint
-from .descriptor import PATCH_SIZE, PatchPairs, PhotoRegions, WarpConfig, photo_regions, sample_pairs
-from .hardnet_loss import hardnet_loss, pair_metrics
+from reid_engine.errors import ImageDecodeError, ManifestError, ReidError, UsageError
+from reid_engine.inputs.images import read_image
+from reid_engine.inputs.manifests import apply_split, load_manifest
+from reid_engine.records import ImageRecord
+from reid_engine.registry import config_hash
+from reid_engine.training.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_hardnet,
+    read_checkpoint,
+    write_checkpoint,
+)
+from reid_engine.training.descriptor import (
+    PATCH_SIZE,
+    PatchPairs,
+    PhotoRegions,
+    WarpConfig,
+    photo_regions,
+    sample_pairs,
+)
+from reid_engine.training.hardnet_loss import hardnet_loss, pair_metrics
+from reid_engine.weights import weight_path
 
 # below these there is no meaningful hardest-in-batch training or validation
 MIN_TRAIN_REGIONS = 64
@@ -113,8 +130,6 @@ def _check(options: TrainDescriptorOptions) -> None:
 
 def _records(options: TrainDescriptorOptions, table) -> list[ImageRecord]:
     """The photos to use: the manifest (only its gallery rows with ``--split``), image-id order."""
-    from ..errors import ManifestError
-    from ..manifests import apply_split, load_manifest
 
     if options.split is not None:
         gallery, _ = apply_split(load_manifest(options.photos, "gallery", table), options.split)
@@ -150,7 +165,6 @@ def _detector(options: TrainDescriptorOptions, table, device: str) -> tuple[obje
 
     Returns (extractor, what it is in words, its cache id, notices).
     """
-    from reid_engine.registry import config_hash
 
     common = {"resize": options.resize, "max_keypoints": options.max_keypoints, "upright": options.upright}
     try:
@@ -193,7 +207,6 @@ def _detect(records: list[ImageRecord], detector, detector_id: str, resize: int,
     Detections are kept in ``cache`` (every 50 new photos and at the end), so a killed or
     repeated run detects only what it has not seen.
     """
-    from ..images import ImageDecodeError, read_image
 
     known = _load_regions(cache, detector_id)
     if known:
@@ -259,7 +272,6 @@ def _initial_weights(options: TrainDescriptorOptions, net: torch.nn.Module) -> s
             raise UsageError(f"--init {exc}") from None
         return f"{options.init} (sha256 {checkpoint.sha256[:12]})"
     try:
-        from reid_engine.weights import weight_path
 
         path = weight_path("hardnet-liberty")
     except (ReidError, ImportError):

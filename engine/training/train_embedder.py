@@ -34,22 +34,21 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from reid_engine.components import build_components
+from reid_engine.embedding import model as reid_model
+from reid_engine.embedding.stored import MODEL_KIND, model_key
+from reid_engine.embedding.views import animal_square, to_input
+from reid_engine.errors import ImageDecodeError, ReidError, UsageError
+from reid_engine.inputs.enrolment import enroll_manifest
+from reid_engine.inputs.manifests import apply_split, load_manifest
+from reid_engine.inputs.views import gallery_record, image_loader
+from reid_engine.progress import Progress
+from reid_engine.records import ImageError, ImageRecord
 from reid_engine.registry import PluginTable
 from reid_engine.registry.profiles import Profile
-
-from ..components import build_components
-from ..database import GalleryDatabase
-from ..embedding import model as reid_model
-from ..embedding.stored import MODEL_KIND, model_key
-from ..embedding.views import animal_square, to_input
-from ..errors import ReidError, UsageError
-from ..images import ImageDecodeError
-from ..manifests import apply_split, load_manifest
-from ..loading import gallery_record, image_loader
-from ..pipeline import _Progress, enroll_manifest
-from ..records import ImageError, ImageRecord
-from .arcface import SubCenterArcFace, dynamic_margins, pk_batches
-from .checkpoint import atomic_save
+from reid_engine.store.database import GalleryDatabase
+from reid_engine.training.arcface import SubCenterArcFace, dynamic_margins, pk_batches
+from reid_engine.training.checkpoint import atomic_save
 
 MIN_IDENTITIES = 2  # identities with 2+ photos needed to learn anything
 PRE_SCALE = 1.15  # photos are kept at image_size * PRE_SCALE for random resized crops
@@ -339,7 +338,7 @@ def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = No
                              f"({resumed.get('options')}); pass the same ones, or start again without --resume")
     components = build_components(options.profile, table, options.device)
     t0 = time.perf_counter()
-    with GalleryDatabase(options.db) as db, _Progress(progress) as bars:
+    with GalleryDatabase(options.db) as db, Progress(progress) as bars:
         records = labelled_records(options, db, table, result.skipped)
         where = str(options.gallery or options.db)
         check_labels([r.identity for r, _ in records], where)

@@ -10,9 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reid_engine.errors import ManifestError
-from reid_engine.records import ImageRecord, Manifest
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import DatasetLoader, ImageRecord, Manifest, ManifestError, PluginSpec, hookimpl
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jfif"}
 OPTIONAL_COLUMNS = (
@@ -40,7 +38,7 @@ def _parse_bbox(text: str, where: str) -> tuple[float, float, float, float] | No
     return (x, y, w, h)
 
 
-class CsvManifestAdapter:
+class CsvManifestAdapter(DatasetLoader):
     """Reads a CSV with columns ``image_id``, ``path`` and (gallery) ``identity``.
 
     Optional columns: bbox, segmentation, mask_path, date, orientation, species, keypoints,
@@ -139,7 +137,7 @@ class FolderConfig:
     follow_symlinks: bool = True
 
 
-class FolderManifestAdapter:
+class FolderManifestAdapter(DatasetLoader):
     """A gallery folder holds one subfolder per identity; a query folder is flat (or nested).
 
     ``image_id`` is the path relative to the folder, without suffix (``identity/photo``).

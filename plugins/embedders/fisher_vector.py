@@ -21,8 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from reid_engine.records import LocalFeatures
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import Embedder, LocalFeatures, PluginSpec, hookimpl
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class FisherVectorConfig:
     seed: int = 0
 
 
-class FisherVectorEmbedder:
+class FisherVectorEmbedder(Embedder):
     """Fits a vocabulary on gallery descriptors and embeds descriptor sets as Fisher vectors."""
 
     input = "local"

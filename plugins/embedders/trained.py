@@ -20,12 +20,23 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from reid_engine.embedding import model as reid_model
-from reid_engine.embedding.onnx_export import SPEC_KEY, export_onnx
-from reid_engine.embedding.views import animal_square, to_input
-from reid_engine.errors import ReidError, UsageError
-from reid_engine.records import LoadedImage
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import (
+    ONNX_SPEC_KEY,
+    Embedder,
+    EmbedderSpec,
+    LoadedImage,
+    PluginSpec,
+    ReidError,
+    UsageError,
+    animal_square,
+    arrays_sha256,
+    export_onnx,
+    hookimpl,
+    model_from_arrays,
+    onnx_session_options,
+    read_model_file,
+    to_input,
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class TrainedEmbedderConfig:
     threads: int = 0
 
 
-class TrainedEmbedder:
+class TrainedEmbedder(Embedder):
     input = "image"
 
     def __init__(self, config: TrainedEmbedderConfig, device: str) -> None:
@@ -53,7 +64,7 @@ class TrainedEmbedder:
             raise ValueError("batch_size must be at least 1")
         self.config, self.device = config, device
         self.model_sha256 = ""
-        self.spec: reid_model.EmbedderSpec | None = None
+        self.spec: EmbedderSpec | None = None
         self._net = None
         self._session = None
         if config.model:
@@ -69,13 +80,13 @@ class TrainedEmbedder:
             self.model_sha256 = hashlib.sha256(data).hexdigest()
             self._session, self.spec = _onnx_session(data, self.device, self.config.threads)
             return
-        net, _, sha = reid_model.read_model_file(path)
+        net, _, sha = read_model_file(path)
         self._use(net, sha)
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Take the model stored in the gallery database."""
-        net, _ = reid_model.from_arrays(arrays)
-        self._use(net, reid_model.arrays_sha256(arrays))
+        net, _ = model_from_arrays(arrays)
+        self._use(net, arrays_sha256(arrays))
 
     def _use(self, net, sha: str) -> None:
         self.model_sha256, self.spec = sha, net.spec
@@ -112,8 +123,6 @@ def _onnx_session(data: bytes, device: str, threads: int):
 
     import onnxruntime as ort
 
-    from reid_engine.threads import onnx_session_options
-
     options = onnx_session_options(threads)
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -122,10 +131,10 @@ def _onnx_session(data: bytes, device: str, threads: int):
         session = ort.InferenceSession(data, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception classes
         raise UsageError(f"not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
-    meta = session.get_modelmeta().custom_metadata_map.get(SPEC_KEY)
+    meta = session.get_modelmeta().custom_metadata_map.get(ONNX_SPEC_KEY)
     if meta is None:
         raise UsageError("ONNX model without reid-engine metadata; write it with `reid-engine export onnx`")
-    return session, reid_model.EmbedderSpec.from_dict(json.loads(meta))
+    return session, EmbedderSpec.from_dict(json.loads(meta))
 
 
 @hookimpl

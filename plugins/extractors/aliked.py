@@ -13,9 +13,7 @@ from typing import Literal
 
 import torch
 
-from reid_engine.records import LoadedImage, LocalFeatures
-from reid_engine.registry import PluginSpec, hookimpl
-from reid_engine.weights import load_weights
+from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl, load_weights
 
 from ._image import mask_tensor, point_features, rgb_tensor, too_small
 
@@ -42,7 +40,7 @@ class AlikedConfig:
     region_size: float = 16.0
 
 
-class Aliked:
+class Aliked(Extractor):
     """ALIKED on the device, one image at a time (the images differ in size)."""
 
     def __init__(self, config: AlikedConfig, device: str) -> None:

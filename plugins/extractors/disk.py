@@ -11,9 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from reid_engine.records import LoadedImage, LocalFeatures
-from reid_engine.registry import PluginSpec, hookimpl
-from reid_engine.weights import load_weights
+from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl, load_weights
 
 from ._image import mask_tensor, point_features, rgb_tensor, too_small
 
@@ -38,7 +36,7 @@ class DiskConfig:
     region_size: float = 16.0
 
 
-class Disk:
+class Disk(Extractor):
     def __init__(self, config: DiskConfig, device: str) -> None:
         import kornia.feature as KF
 

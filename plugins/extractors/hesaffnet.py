@@ -22,9 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from reid_engine.errors import ReidError
-from reid_engine.records import LoadedImage, LocalFeatures
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
 from ._image import grey_tensor, mask_tensor
 
@@ -48,7 +46,7 @@ def _pin_checkpoint(config: object) -> None:
     path = getattr(config, "checkpoint")
     if not path or getattr(config, "checkpoint_sha256"):
         return
-    from reid_engine.weights import file_sha256
+    from reid_engine.plugin import file_sha256
 
     try:
         digest = file_sha256(Path(path).expanduser())
@@ -101,7 +99,7 @@ class HesAffNetConfig(KeyNetAffNetConfig):
 
 # -- building blocks: every network from a verified weight file, never downloaded -------------
 def _load(module: torch.nn.Module, name: str) -> torch.nn.Module:
-    from reid_engine.weights import load_weights
+    from reid_engine.plugin import load_weights
 
     return load_weights(module, name)
 
@@ -141,7 +139,7 @@ def descriptor_module(plugin: str, descriptor: str, checkpoint: str, checkpoint_
         return _UnitRows(_load(KF.TFeat(pretrained=False), "tfeat-liberty")).eval()
     if descriptor != "hardnet":
         raise ValueError(f"descriptor {descriptor!r} is not one of hardnet, tfeat, rootsift")
-    from reid_engine.training.checkpoint import CheckpointError, load_hardnet, read_checkpoint
+    from reid_engine.plugin import CheckpointError, load_hardnet, read_checkpoint
 
     if checkpoint:
         if not Path(checkpoint).expanduser().is_file():
@@ -153,7 +151,7 @@ def descriptor_module(plugin: str, descriptor: str, checkpoint: str, checkpoint_
             return load_hardnet(read_checkpoint(checkpoint, checkpoint_sha256))
         except CheckpointError as exc:
             raise CheckpointError(f"{plugin}: {exc}") from None
-    from reid_engine.weights import MissingWeights
+    from reid_engine.plugin import MissingWeights
 
     try:
         return _load(KF.HardNet(pretrained=False), "hardnet-liberty")
@@ -173,7 +171,7 @@ class _UnitRows(torch.nn.Module):
 
 
 # -- the extractor ------------------------------------------------------------------------------
-class AffNetExtractor:
+class AffNetExtractor(Extractor):
     """A kornia detector (Hessian or Key.Net, with AffNet/OriNet) + a 32x32 patch descriptor.
 
     ``detector(grey (1, 1, h, w), mask (1, 1, h, w) | None) -> (lafs (1, N, 2, 3), responses (1, N))``;

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reid_engine.records import LoadedImage, LocalFeatures
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
 from ._image import grey_tensor, mask_tensor
 
@@ -41,7 +40,7 @@ class HessAffRootSiftConfig:
     mr_size: float = 6.0
 
 
-class HessAffRootSift:
+class HessAffRootSift(Extractor):
     """Weight-free Hessian-affine regions with RootSIFT descriptors (kornia)."""
 
     def __init__(self, config: HessAffRootSiftConfig, device: str) -> None:

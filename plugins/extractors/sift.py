@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.records import LoadedImage, LocalFeatures
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
 from ._image import resized_size
 
@@ -43,7 +42,7 @@ def root_sift(desc: np.ndarray) -> np.ndarray:
     return np.sqrt(desc)
 
 
-class Sift:
+class Sift(Extractor):
     def __init__(self, config: SiftConfig, device: str) -> None:
         import cv2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reid_engine.records import LocalFeatures, Matches
+from reid_engine.plugin import LocalFeatures, Matches
 
 
 def descriptors(f: LocalFeatures, device: str) -> torch.Tensor:

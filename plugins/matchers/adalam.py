@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reid_engine.records import LocalFeatures, Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LocalFeatures, Matcher, Matches, PluginSpec, hookimpl
 
 from ._torch import descriptors, to_matches
 
@@ -30,7 +29,7 @@ class AdalamConfig:
     seed: int = 0
 
 
-class AdalamMatcher:
+class AdalamMatcher(Matcher):
     def __init__(self, config: AdalamConfig, device: str) -> None:
         self.config = config
         self.device = device

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reid_engine.records import LocalFeatures, Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LocalFeatures, Matcher, Matches, PluginSpec, hookimpl
 
 from ._torch import descriptors, to_matches
 
@@ -27,7 +26,7 @@ class FginnConfig:
     mutual: bool = True
 
 
-class Fginn:
+class Fginn(Matcher):
     def __init__(self, config: FginnConfig, device: str) -> None:
         if not 0.0 < config.ratio <= 1.0:
             raise ValueError(f"fginn.ratio must lie in (0, 1], got {config.ratio}")
@@ -41,7 +40,7 @@ class Fginn:
         if len(f1) < 2 or len(f2) < 2:
             return Matches.empty()
         if f1.lafs is None or f2.lafs is None:
-            from reid_engine.errors import UsageError
+            from reid_engine.plugin import UsageError
 
             raise UsageError("fginn needs local affine frames (regions), and this pipeline's extractor gives none: "
                              "use mnn or smnn as its matcher")

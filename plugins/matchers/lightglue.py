@@ -15,8 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from reid_engine.records import LocalFeatures, Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LocalFeatures, Matcher, Matches, PluginSpec, hookimpl
 
 from ._torch import descriptors, to_matches
 
@@ -63,7 +62,7 @@ def build_lightglue(config: LightGlueConfig, device: str) -> torch.nn.Module:
     """kornia LightGlue with the manifest's weights for ``config.features``; eval mode on ``device``."""
     import kornia.feature as KF
 
-    from reid_engine.weights import load_weights, weight_state
+    from reid_engine.plugin import load_weights, weight_state
 
     conf = dict(KF.LightGlue.features[config.features])
     conf.pop("weights", None)
@@ -87,7 +86,7 @@ def strongest(f: LocalFeatures, limit: int) -> np.ndarray:
     return np.sort(np.argsort(-f.scores, kind="stable")[:limit])
 
 
-class LightGlueMatcher:
+class LightGlueMatcher(Matcher):
     def __init__(self, config: LightGlueConfig, device: str) -> None:
         for name in ("depth_confidence", "width_confidence"):
             value = getattr(config, name)
@@ -102,7 +101,7 @@ class LightGlueMatcher:
         self.model = build_lightglue(config, device)
 
     def _check(self, f: LocalFeatures) -> None:
-        from reid_engine.errors import UsageError
+        from reid_engine.plugin import UsageError
 
         dim = self.model.conf.input_dim
         if f.desc.shape[1] != dim:
@@ -125,9 +124,9 @@ class LightGlueMatcher:
         """CPU pairs to match at once (1 on a GPU, which batches instead)."""
         if not self.device.startswith("cpu") or n_pairs < 2:
             return 1
-        from reid_engine.threads import configured
+        from reid_engine.plugin import configured_threads
 
-        return max(1, min(n_pairs, self.config.workers or configured()))
+        return max(1, min(n_pairs, self.config.workers or configured_threads()))
 
     def match_many(self, first: list[LocalFeatures], second: list[LocalFeatures]) -> list[Matches]:
         """Matches of each pair (first[i], second[i]). On a GPU, pairs whose keypoint counts agree

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reid_engine.records import LocalFeatures, Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LocalFeatures, Matcher, Matches, PluginSpec, hookimpl
 
 from ._torch import descriptors, to_matches
 
@@ -31,7 +30,7 @@ class SmnnConfig(MnnConfig):
     ratio: float = 0.95
 
 
-class MutualNearestNeighbour:
+class MutualNearestNeighbour(Matcher):
     def __init__(self, config: MnnConfig, device: str) -> None:
         if not 0.0 < config.ratio <= 1.0:
             name = "smnn" if isinstance(config, SmnnConfig) else "mnn"

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reid_engine.records import LoadedImage
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LoadedImage, PluginSpec, Preprocessor, hookimpl
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class ClaheConfig:
     grid: int = 8
 
 
-class Clahe:
+class Clahe(Preprocessor):
     def __init__(self, config: ClaheConfig) -> None:
         self.config = config
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.records import LocalFeatures, Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LocalFeatures, Matches, PluginSpec, Scorer, hookimpl
 
 
 @dataclass(frozen=True)
@@ -17,7 +16,7 @@ class CountConfig:
     min_confidence: float = 0.0
 
 
-class MatchCount:
+class MatchCount(Scorer):
     def __init__(self, config: CountConfig) -> None:
         self.config = config
 
@@ -29,7 +28,7 @@ class MatchCount:
         return float(np.count_nonzero(self.inliers(f1, f2, matches)))
 
 
-class ConfidenceSum:
+class ConfidenceSum(Scorer):
     def __init__(self, config: CountConfig) -> None:
         self.config = config
 

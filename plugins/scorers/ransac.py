@@ -13,8 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from reid_engine.records import LocalFeatures, Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LocalFeatures, Matches, PluginSpec, Scorer, hookimpl
 
 MIN_MATCHES = {"homography": 4, "affine": 3, "fundamental": 8}
 
@@ -35,7 +34,7 @@ class RansacConfig:
     one_to_one: bool = False
 
 
-class RansacInliers:
+class RansacInliers(Scorer):
     def __init__(self, config: RansacConfig) -> None:
         self.config = config
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.records import LoadedImage
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import LoadedImage, PluginSpec, Segmenter, hookimpl
 
 PUBLISHED_SIZE = 1024  # the input size the ONNX file was exported with
 SIZE_STEP = 64         # the network pools 6 times by 2: other sizes must be multiples of 64
@@ -106,12 +105,11 @@ def clean_mask(prob: np.ndarray, threshold: float, min_blob: float, close_px: in
     return [labels == i for i in keep]
 
 
-class IsNet:
+class IsNet(Segmenter):
     def __init__(self, config: IsNetConfig, device: str) -> None:
         import onnxruntime as ort
 
-        from reid_engine.threads import onnx_session_options
-        from reid_engine.weights import weight_path
+        from reid_engine.plugin import onnx_session_options, weight_path
 
         self.config = config
         providers = ["CPUExecutionProvider"]

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.records import Matches
-from reid_engine.registry import PluginSpec, hookimpl
+from reid_engine.plugin import Matcher, Matches, PluginSpec, hookimpl
 
 
 @dataclass(frozen=True)
@@ -14,7 +13,7 @@ class CosineThresholdConfig:
     min_cosine: float = 0.8
 
 
-class CosineThresholdMatcher:
+class CosineThresholdMatcher(Matcher):
     def __init__(self, config):
         self.config = config
 

@@ -1,0 +1,119 @@
+"""``reid-engine run``: identify every query photo, stage by stage (see ARCHITECTURE.md).
+
+manifests → enrol the gallery → cached features → shortlist (global embedding) → pair scoring
+of the shortlisted pairs only → calibration + fusion → per-identity decision → outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from reid_engine.calibration.fit import load_calibration
+from reid_engine.components import build_components
+from reid_engine.decision import decide_queries
+from reid_engine.device import resolve_device
+from reid_engine.embedding.stored import attach_trained_embedder
+from reid_engine.errors import ReidError
+from reid_engine.inputs.animals import animal_views, mask_counts, mask_notices
+from reid_engine.inputs.enrolment import enrol_gallery, ensure_gallery_features, ensure_query_features
+from reid_engine.inputs.manifests import UNKNOWN_GROUP, run_manifests
+from reid_engine.inputs.views import gallery_record, segmentation_of
+from reid_engine.metrics import evaluate
+from reid_engine.outputs.evidence import ReportEvidence
+from reid_engine.outputs.run_outputs import write_run_outputs
+from reid_engine.outputs.tables import write_errors
+from reid_engine.progress import Progress, timed
+from reid_engine.records import ImageError
+from reid_engine.registry import PluginTable
+from reid_engine.runs import RunOptions, RunResult
+from reid_engine.scoring.pairs import score_pairs
+from reid_engine.shortlist.stage import shortlist_stage
+from reid_engine.store.database import GalleryDatabase
+from reid_engine.store.features import FeatureCache
+
+
+def run(options: RunOptions, table: PluginTable | None = None, progress: bool = True) -> RunResult:
+    """Identify every query of ``options``; write outputs when ``options.out`` is set."""
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    table = table or PluginTable.discover()
+    device = resolve_device(options.device)
+    profile = options.profile
+    errors: list[ImageError] = []
+    gallery_manifest, query_manifest = run_manifests(options.gallery, options.query, options.split, table)
+    notices = [n for m in (gallery_manifest, query_manifest) if m is not None for n in m.notices]
+    # after the manifests: a wrong path is reported before a missing model weight
+    components = build_components(profile, table, device)
+
+    with GalleryDatabase(options.db) as db, Progress(progress) as bars:
+        notices.extend(filter(None, [attach_trained_embedder(db, profile, components, table, device)]))
+        with timed(timings, "enroll_s"):
+            gallery, added, unchanged = enrol_gallery(db, gallery_manifest, options.split is not None, errors)
+
+        cache = FeatureCache(db)
+        with timed(timings, "features_s"):
+            g_keys = ensure_gallery_features(gallery, components, profile, cache, errors,
+                                             bars.task("gallery features", len(gallery)))
+            gallery = [g for g in gallery if g.image_id in g_keys]
+            if not gallery:
+                _no_usable_gallery(errors, options.out)
+            queries, q_keys, q_content = ensure_query_features(list(query_manifest.records), gallery, components,
+                                                               profile, cache, errors, bars)
+        animals = {}
+        segmentation = segmentation_of(components, profile, db)
+        if segmentation is not None:
+            animals = animal_views(segmentation, [(gallery_record(g), g.content_hash) for g in gallery]
+                                   + [(r, q_content[r.image_id]) for r in queries])
+            notices.extend(mask_notices(animals, {r.image_id for r in queries}))
+
+        gallery_keys = [g_keys[g.image_id] for g in gallery]
+        query_keys = [q_keys[r.image_id] for r in queries]
+        identities = [g.identity for g in gallery]
+        with timed(timings, "shortlist_s"):
+            scored = shortlist_stage(components, db, cache, profile, gallery_keys, identities, query_keys, bars)
+        with timed(timings, "matching_s"):
+            raw = score_pairs(components, cache, scored.index, gallery_keys, query_keys,
+                              bars.task("matching", int(scored.index.size)), identities)
+        counts = {"gallery_images": len(gallery), "gallery_individuals": len(set(identities)),
+                  "queries": len(queries), "enrolled_now": added, "already_enrolled": unchanged,
+                  "features_computed": cache.computed, "features_reused": cache.reused,
+                  "pairs_scored": int(scored.index.size) * len(components.pipelines), "errors": len(errors)}
+        fitted = load_calibration(db, profile, components)
+        if fitted is not None:
+            notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "
+                           f"(τ = {fitted.threshold:.3f}, weights {', '.join(f'{w:.2f}' for w in fitted.weights)})")
+
+    predictions = decide_queries(components, profile, queries, gallery, scored, raw, options.top_k, fitted)
+    if animals:
+        predictions = [dataclasses.replace(p, animal=animals[p.image_id].describe()) if p.image_id in animals else p
+                       for p in predictions]
+        counts.update(mask_counts(animals, {r.image_id for r in queries}))
+    timings["total_s"] = time.perf_counter() - t_start
+
+    metrics = evaluate(predictions, unknown_groups={r.image_id: r.extra.get(UNKNOWN_GROUP) for r in queries})
+    result = RunResult(predictions, errors, metrics, timings, counts, notices, shortlist_index=scored.index,
+                       shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=identities,
+                       threshold=fitted.confidence_threshold if fitted else profile.decision.threshold,
+                       calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)")
+    if options.out is not None:
+        make_evidence = None
+        if options.write_report and options.explain_top > 0 and components.pipelines:
+            def make_evidence():  # called by write_run_report, which writes the report without drawings if this fails
+                return ReportEvidence(components.pipelines[0], options.db, profile.image,
+                                      {r.image_id: (r, q_keys[r.image_id]) for r in queries},
+                                      {g.image_id: (gallery_record(g), g_keys[g.image_id]) for g in gallery},
+                                      top=options.explain_top,
+                                      segment=None if profile.segment is None else (profile.segment,
+                                                                                    components.segmenter))
+        write_run_outputs(result, options, make_evidence)
+    return result
+
+
+def _no_usable_gallery(errors: list[ImageError], out: Path | None) -> None:
+    """Every gallery image failed: write errors.csv (when there is an output folder) and stop."""
+    if out is not None:
+        write_errors(Path(out) / "errors.csv", errors)
+    first = f" (first: {errors[0].reason})" if errors else ""
+    raise ReidError(f"no gallery image could be used{first}; every reason is in {Path(out or '.') / 'errors.csv'}")

@@ -1,0 +1,68 @@
+"""The animals in each photo: one query per animal (instance policy ``each``), which pixels were
+used (AnimalView per image), and the counts and notices a run reports about masks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from reid_engine.errors import ImageDecodeError
+from reid_engine.inputs.images import read_image
+from reid_engine.inputs.segmentation import AnimalView, Segmentation
+from reid_engine.records import INSTANCE_KEY, ImageError, ImageRecord
+from reid_engine.registry.profiles import Profile
+
+
+def each_animal(records: list[ImageRecord], segmentation: Segmentation, profile: Profile,
+                errors: list[ImageError]) -> list[ImageRecord]:
+    """Instance policy ``each``: a query photo showing n > 1 animals becomes n queries
+    ``IMAGE_ID#1`` … ``IMAGE_ID#n`` (largest first). Runs the segmenter (cached) on every query."""
+
+    out = []
+    for record in records:
+        try:
+            image = read_image(record, profile.image.max_side, profile.image.min_side)
+            n = 1 if image.mask is not None else segmentation.instances(image)  # a manifest mask names one animal
+        except ImageDecodeError:
+            out.append(record)  # ensure_features reports it
+            continue
+        except Exception as exc:  # noqa: BLE001 - the segmenter failing on one photo must not stop the run
+            errors.append(ImageError(record.image_id, str(record.path), "segment", f"{type(exc).__name__}: {exc}"))
+            out.append(record)
+            continue
+        if n <= 1:
+            out.append(record)
+            continue
+        for k in range(n):
+            out.append(dataclasses.replace(record, image_id=f"{record.image_id}#{k + 1}",
+                                           extra={**record.extra, INSTANCE_KEY: str(k)}))
+    return out
+
+
+def animal_views(segmentation: Segmentation, photos: list[tuple[ImageRecord, str]]) -> dict:
+    """image_id → AnimalView for (record, content hash) pairs, from the mask cache (no decoding)."""
+
+    return {record.image_id: segmentation.view_of(record, chash) or AnimalView("none") for record, chash in photos}
+
+
+def mask_counts(views: dict, query_ids: set[str]) -> dict[str, float | int]:
+    """summary.json counts: masks used, fallbacks and mean coverage, for gallery and queries."""
+    out: dict[str, float | int] = {}
+    for role, ids in (("gallery", [i for i in views if i not in query_ids]), ("query", [i for i in views if i in query_ids])):
+        vs = [views[i] for i in ids]
+        masked = [v for v in vs if v.source != "none" and not v.fallback]
+        out[f"{role}_masked"] = len(masked)
+        out[f"{role}_mask_fallbacks"] = sum(1 for v in vs if v.fallback)
+        if masked and any(v.source != "manifest" for v in masked):
+            out[f"{role}_mask_coverage"] = round(float(np.mean([v.coverage for v in masked if v.source != "manifest"])), 3)
+    return out
+
+
+def mask_notices(views: dict, query_ids: set[str]) -> list[str]:
+    fallbacks = [(i, v) for i, v in views.items() if v.fallback]
+    if not fallbacks:
+        return []
+    first_id, first = fallbacks[0]
+    return [f"{len(fallbacks)} of {len(views)} photos use a fallback instead of a mask "
+            f"(first: {first_id}: {first.fallback}); predictions.csv's 'animal' column says which"]

@@ -1,0 +1,98 @@
+"""A run's outputs: predictions.csv, ranking.csv, errors.csv, summary.json and report.html."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+from reid_engine.outputs.report import write_report
+from reid_engine.outputs.tables import (
+    write_errors,
+    write_json,
+    write_predictions,
+    write_ranking,
+)
+from reid_engine.runs import RunOptions, RunResult
+
+
+def write_run_outputs(result: RunResult, options: RunOptions, make_evidence: Callable[[], object] | None = None) -> None:
+
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("predictions.csv", "ranking.csv", "errors.csv", "summary.json")}
+    write_predictions(paths["predictions.csv"], result.predictions)
+    write_ranking(paths["ranking.csv"], result.predictions)
+    write_errors(paths["errors.csv"], result.errors)
+    summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
+               "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
+               "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
+    if options.profile.segment is not None:  # which animal of each photo was used, and how
+        summary["segment"] = dataclasses.asdict(options.profile.segment)
+    try:
+        if options.write_report:
+            paths["report.html"] = write_run_report(out / "report.html", result, options, make_evidence)
+    finally:  # last, so that it has the report's notices and timings; written even if the report fails
+        write_json(paths["summary.json"], summary)
+    result.outputs = paths
+
+
+def _no_drawings(exc: BaseException) -> str:
+    return (f"report.html has no match drawings: they could not be prepared ({type(exc).__name__}: {exc}); "
+            "`reid-engine explain QUERY GALLERY_IMAGE` draws one pair and shows the full error")
+
+
+def write_run_report(path: Path, result: RunResult, options: RunOptions,
+                  make_evidence: Callable[[], object] | None = None) -> Path:
+    """report.html, with the match drawings of ``make_evidence()`` (a ReportEvidence) when they can be made.
+
+    The report never depends on the drawings: if they cannot be prepared (import, gallery
+    database that cannot be opened...) or they break the report, it is written without them; a
+    single drawing that fails is a note in its row (report.py). Each case adds a notice to
+    ``result.notices`` (so to the CLI and summary.json); lost drawings are also said in the
+    report's header table.
+    """
+
+    def write(evidence, notice: str = "") -> Path:
+        segment = options.profile.segment
+        flat = {"profile": options.profile.name, "database": str(options.db),
+                **({"animal": f"{segment.segmenter.plugin if segment.segmenter else 'manifest masks'}, instance policy "
+                              f"{segment.instance}{', cropped' if segment.crop else ''}"} if segment else {}),
+                "threshold": round(result.threshold, 4), "calibration": result.calibration, **result.counts,
+                **{k: v for k, v in result.metrics.items()}, **{k: round(v, 2) for k, v in result.timings.items()}}
+        if notice:
+            flat["match drawings"] = notice
+        return write_report(path, result.predictions, title=options.title, summary=flat, errors=result.errors,
+                            evidence=evidence)
+
+    def without(exc: BaseException) -> Path:
+        notice = _no_drawings(exc)
+        result.notices.append(notice)
+        return write(None, notice)
+
+    if make_evidence is None:
+        return write(None)
+    try:
+        evidence = make_evidence()
+        evidence.__enter__()  # opens the gallery database (locked, unreadable... : no drawings)
+    except Exception as exc:  # noqa: BLE001 - the drawings must never cost the report
+        return without(exc)
+    try:
+        report = write(evidence)
+    except Exception as exc:  # noqa: BLE001
+        report = None
+        failure = exc
+    finally:
+        try:
+            evidence.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001 - closing a read-only use of the database
+            pass
+        result.timings["explain_s"] = evidence.seconds
+    if report is None:
+        if isinstance(failure, OSError):  # report.html itself cannot be written: not the drawings' fault
+            raise failure
+        return without(failure)
+    if evidence.failed:
+        result.notices.append(f"report.html: match drawings failed for {evidence.failed} of "
+                              f"{len(result.predictions)} queries; their rows say why (first: {evidence.first_failure})")
+    return report

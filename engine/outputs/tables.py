@@ -1,0 +1,72 @@
+"""Writing a run's results: predictions.csv, ranking.csv, errors.csv (atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from reid_engine.records import ImageError, Prediction
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
+    rows = [(p.image_id, p.path, p.prediction, f"{p.score:.6f}", p.decision, p.animal) for p in predictions]
+    write_atomic(path, _csv(("image_id", "path", "prediction", "score", "decision", "animal"), rows))
+
+
+def write_ranking(path: Path, predictions: Sequence[Prediction]) -> None:
+    rows = [
+        (p.image_id, c.rank, c.identity, f"{c.score:.6f}", c.gallery_image_id)
+        for p in predictions
+        for c in p.candidates
+    ]
+    write_atomic(path, _csv(("image_id", "rank", "identity", "score", "gallery_image_id"), rows))
+
+
+def write_errors(path: Path, errors: Sequence[ImageError]) -> None:
+    rows = [(e.image_id, e.path, e.stage, e.reason) for e in errors]
+    write_atomic(path, _csv(("image_id", "path", "stage", "reason"), rows))
+
+
+def _no_nan(value: object) -> object:
+    """NaN/inf → None, so the file is valid JSON."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: object) -> None:
+    write_atomic(path, json.dumps(_no_nan(data), indent=2, sort_keys=True, default=str) + "\n")

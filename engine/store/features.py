@@ -1,0 +1,155 @@
+"""Per-image feature computation with the cache in the gallery database.
+
+Keys are (image content hash, plugin name, plugin version, config hash) — never the image id
+or path, so a renamed photo is still found and a changed config is never served stale
+features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from reid_engine.components import Built
+from reid_engine.errors import ImageDecodeError, ReidError
+from reid_engine.records import (
+    INSTANCE_KEY,
+    ImageError,
+    ImageRecord,
+    LoadedImage,
+    LocalFeatures,
+)
+from reid_engine.store.database import GalleryDatabase, content_hash, feature_key
+
+
+class FeatureCache:
+    def __init__(self, db: GalleryDatabase) -> None:
+        self.db = db
+        self.computed = 0
+        self.reused = 0
+
+    def key(self, content_hash: str, built: Built) -> str:
+        return feature_key(content_hash, *built.cache_id)
+
+    def has(self, content_hash: str, built: Built) -> bool:
+        return self.db.blob_path("features", self.key(content_hash, built)).exists()
+
+    def get(self, content_hash: str, built: Built) -> LocalFeatures | None:
+        arrays = self.db.get_features(self.key(content_hash, built))
+        return LocalFeatures.from_arrays(arrays) if arrays is not None else None
+
+    def put(self, content_hash: str, built: Built, features: LocalFeatures) -> None:
+        name, version, chash = built.cache_id
+        self.db.put_features(self.key(content_hash, built), content_hash, name, version, chash, features.to_arrays())
+
+
+class LazyFeatures(Sequence[LocalFeatures]):
+    """Features of many images read from the cache one at a time (bounded memory)."""
+
+    def __init__(self, cache: FeatureCache, hashes: Sequence[str], built: Built) -> None:
+        self.cache, self.hashes, self.built = cache, list(hashes), built
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        f = self.cache.get(self.hashes[i], self.built)
+        if f is None:  # deleted or damaged since this run cached it (the damaged blob is removed)
+            raise ReidError(f"cached features of image {self.hashes[i][:12]} ({self.built.spec.name}) are missing "
+                            f"or damaged in {self.cache.db.blob_dir}; run again and they are recomputed")
+        return f
+
+
+
+
+
+
+def ensure_features(
+    records: Iterable[tuple[ImageRecord, str | None]],
+    extractors: Sequence[Built],
+    cache: FeatureCache,
+    load: Callable[[ImageRecord], LoadedImage],
+    errors: list[ImageError],
+    advance: Callable[[], None] = lambda: None,
+    content_hashes: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Make sure every image has cached features for every extractor.
+
+    ``records`` pairs each record with its known content hash (None: read the file's bytes to
+    learn it). Returns image_id → image key (see :func:`image_key`) for the images that could
+    be used; the others are appended to ``errors``. An image is decoded at most once, and only
+    when one of its features is missing from the cache. ``content_hashes``, when given, receives
+    image_id → the photo's content hash (so callers need not read the files again).
+    """
+    keys: dict[str, str] = {}
+    for record, known_hash in records:
+        try:
+            chash = known_hash if known_hash is not None else content_hash(_read_bytes(record))
+            key = image_key(record, chash)
+            missing = [ex for ex in extractors if not cache.has(key, ex)]
+            cache.reused += len(extractors) - len(missing)
+            if missing:
+                image = load(record)
+                chash = image.content_hash  # the file may have changed since enrolment
+                key = image_key(record, chash)
+                for ex in missing:
+                    if cache.has(key, ex):
+                        continue
+                    features = clean_features(ex.obj.extract(image))
+                    cache.put(key, ex, features)
+                    cache.computed += 1
+            keys[record.image_id] = key
+            if content_hashes is not None:
+                content_hashes[record.image_id] = chash
+        except ImageDecodeError as exc:
+            errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one bad image (or plugin bug on it) must not stop the run
+            errors.append(ImageError(record.image_id, str(record.path), "features", f"{type(exc).__name__}: {exc}"))
+        advance()
+    cache.db.flush()
+    return keys
+
+
+def _read_bytes(record: ImageRecord) -> bytes:
+    try:
+        return Path(record.path).read_bytes()
+    except FileNotFoundError:
+        raise ImageDecodeError(f"{record.path}: file not found; check the path in the manifest") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"{record.path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def image_key(record: ImageRecord, chash: str) -> str:
+    """The cache identity of an image *as the extractors see it*: its content hash, plus the
+    manifest's bbox / segmentation / mask file when given and the animal instance a query record
+    stands for (they change the features)."""
+    instance = record.extra.get(INSTANCE_KEY)
+    if instance is not None:
+        chash = hashlib.sha256(f"{chash}|instance {instance}".encode()).hexdigest()
+    if record.bbox is None and not record.segmentation and record.mask_path is None:
+        return chash
+    mask_bytes = b""
+    if record.mask_path is not None:
+        try:
+            mask_bytes = Path(record.mask_path).read_bytes()
+        except OSError:
+            mask_bytes = b"unreadable"
+    view = f"{chash}|{record.bbox}|{record.segmentation}|".encode() + hashlib.sha256(mask_bytes).digest()
+    return hashlib.sha256(view).hexdigest()
+
+
+def clean_features(f: LocalFeatures) -> LocalFeatures:
+    """float32 arrays with the documented shapes, non-finite rows dropped (empty stays empty)."""
+    kpts = np.asarray(f.kpts, np.float32).reshape(-1, 2)
+    desc = np.asarray(f.desc, np.float32)
+    desc = desc.reshape(len(kpts), desc.shape[-1] if desc.ndim == 2 else -1) if len(kpts) else desc.reshape(0, desc.shape[-1] if desc.ndim == 2 else 0)
+    ok = np.isfinite(kpts).all(1) & np.isfinite(desc).all(1)
+    lafs = None if f.lafs is None else np.asarray(f.lafs, np.float32).reshape(-1, 2, 3)[ok]
+    scores = np.asarray(f.scores, np.float32).reshape(-1)
+    return LocalFeatures(kpts[ok], desc[ok], scores[ok] if len(scores) == len(kpts) else np.ones(int(ok.sum()), np.float32),
+                         lafs, tuple(f.image_hw))

@@ -1,0 +1,215 @@
+"""``reid-engine train embedder`` and the trained embedder in runs (engine/training/train_embedder.py,
+engine/embedding/, plugins/embedders/trained.py). Tiny images (64 px) keep it to seconds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from reid_engine.embedding.views import GREY, animal_square
+from reid_engine.records import ImageRecord, LoadedImage
+from reid_engine.training.train_embedder import identity_split, retrieval_metrics
+from tests.conftest import run_cli
+
+TRAINED_EMBEDDER = """
+[trained_embedder]
+image_size = 64
+epochs = 2
+weight = 1.0
+calibration = { midpoint = 0.5, width = 0.1 }
+"""
+
+
+@pytest.fixture(scope="module")
+def profile_file(tmp_path_factory, fast_profile):
+    """conftest's fast profile, renamed, with a [trained_embedder] table (64 px, 2 epochs)."""
+    path = tmp_path_factory.mktemp("embed-profile") / "embed.toml"
+    text = fast_profile.read_text().replace('name = "fast-test"', 'name = "embed-test"')
+    path.write_text(text.replace("\n[[pipelines]]", TRAINED_EMBEDDER + "\n[[pipelines]]", 1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, seal_data, profile_file):
+    """A database with an embedder trained on the synthetic gallery, and the --out file."""
+    folder = tmp_path_factory.mktemp("trained")
+    db, out = folder / "g.db", folder / "model.pt"
+    done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
+                   "--db", str(db), "--out", str(out), "--val-share", "0.5", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    return db, out, done
+
+
+# -- pure functions ---------------------------------------------------------------------------------
+def test_animal_square_greys_the_background_and_keeps_the_aspect():
+    rgb = np.full((40, 100, 3), 200, np.uint8)
+    mask = np.zeros((40, 100), bool)
+    mask[10:30, 20:80] = True
+    square = animal_square(LoadedImage(ImageRecord("a", "a.png"), rgb, mask, "0" * 64, (40, 100)), 64, margin=0.0)
+    assert square.shape == (64, 64, 3) and square.dtype == np.uint8
+    assert tuple(square[32, 32]) == (200, 200, 200)  # the animal, centred
+    assert tuple(square[2, 32]) == GREY  # padding above a wide animal
+
+
+def test_retrieval_metrics_known_values():
+    emb = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    assert retrieval_metrics(emb, np.array([0, 0, 1, 1])) == {"map": 1.0, "top1": 1.0}
+    crossed = retrieval_metrics(emb, np.array([0, 1, 0, 1]))
+    assert crossed["top1"] == 0.0 and crossed["map"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
+
+
+def test_identity_split_holds_out_whole_multi_photo_identities():
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9])
+    train, val = identity_split(labels, 0.2, seed=0)
+    assert set(labels[train]).isdisjoint(labels[val])
+    assert len(set(labels[val])) == 2 and all((labels == c).sum() >= 2 for c in set(labels[val]))
+    assert sorted(np.concatenate([train, val])) == list(range(len(labels)))
+    assert np.array_equal(identity_split(labels, 0.2, seed=0)[1], val)
+
+
+# -- training and use ---------------------------------------------------------------------------------
+def test_train_embedder_stores_the_model_with_what_it_was_trained_on(trained, seal_data):
+    from reid_engine.embedding.stored import model_key, stored_info
+    from reid_engine.store.database import GalleryDatabase
+
+    db, out, done = trained
+    assert "held out:" in done.stdout and "epoch 1" in done.stdout
+    with GalleryDatabase(db) as gdb:
+        info = stored_info(gdb, "embed-test")
+        assert gdb.get_model(model_key("embed-test")) is not None
+    n_gallery = sum(1 for _ in csv.DictReader(seal_data.gallery_csv.open()))
+    assert info["images"] == n_gallery and info["identities"] == 4
+    assert info["train_identities"] + info["val_identities"] == 4 and info["val_identities"] == 2
+    assert 1 <= info["epochs_run"] <= 2 and "map" in info["start"]
+    assert out.is_file()
+
+
+def test_run_uses_the_trained_embedder_and_says_so(trained, seal_data, profile_file, tmp_path):
+    db, _, _ = trained
+    done = run_cli("run", "--profile", str(profile_file), "--query", str(seal_data.query_csv), "--db", str(db),
+                   "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert any("re-ID embedder trained for profile 'embed-test'" in n for n in summary["notices"])
+    assert summary["metrics"]["top5"] >= 0.5
+    # the cosine is a fused source: the ranking carries it
+    rows = list(csv.DictReader((tmp_path / "out" / "ranking.csv").open()))
+    assert rows
+
+
+def test_without_a_trained_model_the_run_falls_back_and_names_the_command(seal_data, profile_file, tmp_path):
+    done = run_cli("run", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv), "--query",
+                   str(seal_data.query_csv), "--db", str(tmp_path / "g.db"), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    notices = json.loads((tmp_path / "out" / "summary.json").read_text())["notices"]
+    assert any("reid-engine train embedder --profile" in n and "'fisher-vector' instead" in n for n in notices)
+
+
+def test_model_file_torch_and_onnx_agree(trained, tmp_path):
+    from reid_engine.registry import PluginTable
+
+    _, out, _ = trained
+    onnx = tmp_path / "m.onnx"
+    done = run_cli("export", "onnx", str(onnx), "--model", str(out))
+    assert done.returncode == 0, done.stderr
+    table = PluginTable.discover()
+    spec = table.get("embedder", "trained-embedder")
+    rng = np.random.default_rng(0)
+    images = [LoadedImage(ImageRecord(str(i), "x.png"), rng.integers(0, 255, (50, 70, 3), dtype=np.uint8), None,
+                          "0" * 64, (50, 70)) for i in range(3)]
+    by_torch = spec.build(spec.make_config({"model": str(out)}), "cpu")
+    by_pt_in_onnx = spec.build(spec.make_config({"model": str(out), "runtime": "onnx"}), "cpu")
+    by_onnx_file = spec.build(spec.make_config({"model": str(onnx), "runtime": "onnx"}), "cpu")
+    a, b, c = (e.embed(images) for e in (by_torch, by_pt_in_onnx, by_onnx_file))
+    assert a.shape == (3, 512) and np.allclose(a, b, atol=1e-4) and np.allclose(a, c, atol=1e-4)
+    assert by_torch.model_sha256 and by_onnx_file.model_sha256 != by_torch.model_sha256
+
+
+def test_too_few_labels_is_a_usage_error_and_stores_nothing(tmp_path, profile_file):
+    from tests.conftest import write_image
+
+    rng = np.random.default_rng(0)
+    for ident, n in (("a", 2), ("b", 1), ("c", 1)):
+        for i in range(n):
+            write_image(tmp_path / "g" / ident / f"{i}.png", rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
+    done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(tmp_path / "g"),
+                   "--db", str(tmp_path / "g.db"))
+    assert done.returncode == 2
+    assert "at least 2 identities with 2+ photos" in done.stderr and "Nothing was stored" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_resume_needs_the_same_options(trained, seal_data, profile_file):
+    db, _, _ = trained
+    done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
+                   "--db", str(db), "--resume", "--seed", "2")
+    assert done.returncode == 2 and "other options" in done.stderr
+
+
+def test_training_is_deterministic(seal_data, profile_file, tmp_path):
+    from reid_engine.registry.profiles import load_profile_file
+    from reid_engine.training.train_embedder import options_from_profile, train_embedder
+
+    profile = load_profile_file(profile_file)
+    shas = []
+    for run in range(2):
+        options = options_from_profile(profile, db=tmp_path / f"{run}.db", gallery=seal_data.gallery_csv,
+                                       epochs=1, val_share=0.0, batch_p=2, batch_k=2)
+        shas.append(train_embedder(options).model_sha256)
+    assert shas[0] == shas[1]
+
+
+# -- the profile's [trained_embedder] table ----------------------------------------------------------
+def test_trained_embedder_settings_are_checked():
+    from reid_engine.registry import ConfigError
+    from reid_engine.registry.profiles import parse_profile, resolve_profile
+
+    base = {"profile": {"name": "x"}}
+    s = parse_profile({**base, "trained_embedder": {"epochs": 3, "embedder": {"plugin": "trained-embedder",
+                                                                              "runtime": "onnx"}}}, "p.toml")
+    assert s.trained_embedder.epochs == 3 and s.trained_embedder.embedder.options_dict == {"runtime": "onnx"}
+    assert parse_profile(base, "p.toml").trained_embedder is None
+    for bad, message in (({"epoch": 3}, "unknown key 'epoch'"), ({"weight": -1.0}, "weight: must be ≥ 0"),
+                         ({"use": "sometimes"}, "'sometimes' is not one of"),
+                         ({"calibration": {"width": 0.0}}, "width: must be positive")):
+        with pytest.raises(ConfigError, match=message):
+            parse_profile({**base, "trained_embedder": bad}, "p.toml")
+    for species in ("nyala", "seal"):  # the shipped profiles use a trained embedder when there is one
+        profile = resolve_profile(species, None)[0]
+        assert profile.trained_embedder is not None and profile.trained_embedder.flip is False
+
+
+def test_known_individual_probes_and_their_metrics():
+    from reid_engine.training.train_embedder import (
+        known_gallery_rows,
+        known_metrics,
+        photo_probes,
+    )
+
+    labels = np.repeat(np.arange(10), 4)
+    train, probes = photo_probes(labels, np.arange(len(labels)), 0.3, seed=0)
+    assert len(probes) == 3 and len(set(labels[probes])) == 3 and not set(probes) & set(train)
+    gallery = known_gallery_rows(labels, train, probes, seed=0, others=5)
+    assert set(labels[probes]) <= set(labels[gallery]) and not set(probes) & set(gallery)
+    emb = np.eye(10, dtype=np.float32)[labels]
+    perfect = known_metrics(emb[probes], labels[probes], emb[gallery], labels[gallery])
+    assert perfect == {"known_top1": 1.0, "known_mrr": 1.0}
+    shifted = known_metrics(emb[probes][:, ::-1].copy(), labels[probes], emb[gallery], labels[gallery])
+    assert shifted["known_top1"] < 1.0
+
+
+def test_probes_hold_out_whole_encounters_when_the_manifest_has_them():
+    from reid_engine.training.train_embedder import photo_probes
+
+    labels = np.repeat(np.arange(6), 4)
+    encounters = [f"id{i // 4}-enc{(i % 4) // 2}" for i in range(len(labels))]  # two bursts of 2 per identity
+    train, probes = photo_probes(labels, np.arange(len(labels)), 0.5, seed=0, encounters=encounters)
+    assert len(probes) == 6  # 3 identities x one whole burst of 2
+    for p in probes:
+        same_burst = [i for i in range(len(labels)) if encounters[i] == encounters[p]]
+        assert set(same_burst) <= set(probes.tolist())  # none of the burst is trained on
+        assert any(labels[t] == labels[p] for t in train)  # the identity itself is
