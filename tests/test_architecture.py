@@ -90,3 +90,13 @@ def test_no_private_name_is_imported_across_modules():
 def test_every_engine_package_has_a_layer():
     packages = {p.relative_to(ENGINE).parts[0] if p.parent != ENGINE else p.stem for p in _modules()} - {"__init__"}
     assert packages <= set(LAYER_OF), f"add {sorted(packages - set(LAYER_OF))} to LAYERS (and ARCHITECTURE.md)"
+
+
+def test_every_package_is_in_the_distribution():
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"engine": "reid_engine", "registry": "reid_engine.registry", "plugins": "reid_engine.plugins"}
+    found = {folders[i.parent.relative_to(REPO).parts[0]] + "".join(f".{p}" for p in i.parent.relative_to(REPO).parts[1:])
+             for top in folders for i in (REPO / top).rglob("__init__.py") if "/build/" not in str(i)}
+    assert found <= listed, f"pyproject.toml [tool.setuptools] packages lacks {sorted(found - listed)}: a wheel would miss them"
