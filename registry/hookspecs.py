@@ -65,7 +65,7 @@ def register_extractors(register: Register) -> None:
 
     Factory result: a :class:`reid_engine.plugin.Extractor`: ``extract(image: LoadedImage) ->
     LocalFeatures``; keypoints only inside ``image.mask`` when one is given; an image without
-    keypoints returns ``LocalFeatures.empty(dim)``, never raises. No optional abilities.
+    keypoints returns ``LocalFeatures.empty(dim, (H, W))``, never raises. No optional abilities.
     """
 
 

@@ -70,34 +70,17 @@ def draw_matches(
     the confidences; the caption says so), and their regions are ellipses filled more opaquely
     the more confident the match. Empty matches draw the two images alone.
     """
-    import cv2
-
     rgb1, mask1 = _rgb_and_mask(img1, "img1")
     rgb2, mask2 = _rgb_and_mask(img2, "img2")
     n = len(matches)
-    inliers_known = inliers is not None
     inl = np.ones(n, bool) if inliers is None else np.asarray(inliers, bool).reshape(-1)
     if inl.shape != (n,):
         raise ValueError(f"inliers has {inl.size} values for {n} matches; pass one bool per match")
     if outliers not in ("faint", "hidden"):
         raise ValueError(f"outliers={outliers!r}: choose 'faint' or 'hidden'")
 
-    # layout: one height for both, the whole width bounded
-    (h1, w1), (h2, w2) = rgb1.shape[:2], rgb2.shape[:2]
-    height = float(min(max(h1, h2), max(16, max_height - CAPTION_HEIGHT)))
-    width = w1 * height / h1 + _GAP + w2 * height / h2
-    if width > max_width:
-        height *= (max_width - _GAP) / (width - _GAP)
-    height = max(16, int(height))
-    nw1, nw2 = max(1, round(w1 * height / h1)), max(1, round(w2 * height / h2))
-    canvas = np.empty((CAPTION_HEIGHT + height, nw1 + _GAP + nw2, 3), np.uint8)
-    canvas[:] = _BG
-    x2 = nw1 + _GAP
-    panels = [(rgb1, mask1, 0, nw1), (rgb2, mask2, x2, nw2)]
-    for rgb, mask, x0, nw in panels:
-        interp = cv2.INTER_AREA if nw < rgb.shape[1] else cv2.INTER_LINEAR
-        canvas[CAPTION_HEIGHT:, x0:x0 + nw] = cv2.resize(rgb, (nw, height), interpolation=interp)
-
+    canvas, panels, height = _side_by_side(rgb1, mask1, rgb2, mask2, max_width, max_height)
+    (_, _, _, nw1), (_, _, x2, nw2) = panels
     # correspondences in canvas pixels
     pts1, lin1 = _to_canvas(f1, rgb1.shape[:2], (height, nw1), (0, CAPTION_HEIGHT))
     pts2, lin2 = _to_canvas(f2, rgb2.shape[:2], (height, nw2), (x2, CAPTION_HEIGHT))
@@ -109,60 +92,104 @@ def draw_matches(
     level = np.ones(n) if hi - lo < 1e-9 else np.clip((conf - lo) / (hi - lo), 0.0, 1.0)
     colours = _colours(level)
 
-    # matched regions: filled ellipses blended once, alpha by confidence, then their outlines
     if order_in.size:
-        layer = np.zeros_like(canvas)
-        alpha = np.zeros(canvas.shape[:2], np.float32)
-        radius = max(3.0, 0.012 * height)
-        shapes = [laf_ellipses(f1.lafs, i1[order_in], lin1, pts1, radius, height),
-                  laf_ellipses(f2.lafs, i2[order_in], lin2, pts2, radius, height)]
-        for k, m in enumerate(order_in):
-            colour, a = colours[m], 0.06 + 0.20 * float(level[m])
-            for centres, axes, angles in shapes:
-                args = (_fix(centres[k]), _fix(axes[k]), float(angles[k]), 0, 360)
-                cv2.ellipse(layer, *args, colour, -1, cv2.LINE_AA, 4)
-                cv2.ellipse(alpha, *args, a, -1, cv2.LINE_AA, 4)
-        a3 = alpha[:, :, None]
-        canvas[:] = (canvas * (1.0 - a3) + layer * a3).astype(np.uint8)
-        rims = canvas.copy()
-        for k, m in enumerate(order_in):
-            for centres, axes, angles in shapes:
-                cv2.ellipse(rims, _fix(centres[k]), _fix(axes[k]), float(angles[k]), 0, 360, colours[m], 1,
-                            cv2.LINE_AA, 4)
-        cv2.addWeighted(rims, 0.75, canvas, 0.25, 0.0, dst=canvas)
-
+        shapes = [laf_ellipses(f1.lafs, i1[order_in], lin1, pts1, max(3.0, 0.012 * height), height),
+                  laf_ellipses(f2.lafs, i2[order_in], lin2, pts2, max(3.0, 0.012 * height), height)]
+        _draw_regions(canvas, order_in, shapes, colours, level)
     for rgb, mask, x0, nw in panels:
         if mask is not None:
             _outline(canvas, mask, x0, nw, height)
-
-    # outliers: faint grey lines under the inliers
+    ends1, ends2 = pts1[i1], pts2[i2]  # (M, 2) line ends of every match
     order_out = np.flatnonzero(~inl)
     if outliers == "faint" and order_out.size:
-        faint = canvas.copy()
-        for m in _spread(order_out, MAX_OUTLIERS_DRAWN):
-            cv2.line(faint, _fix(pts1[i1[m]]), _fix(pts2[i2[m]]), _OUTLIER, 1, cv2.LINE_AA, 4)
-        cv2.addWeighted(faint, 0.35, canvas, 0.65, 0.0, dst=canvas)
-
-    # inliers: coloured lines (translucent when there are many, so the regions show), end points as dots
+        _draw_outlier_lines(canvas, order_out, ends1, ends2)
     if order_in.size:
-        few = order_in.size <= 60
-        lines = canvas.copy()
-        for m in _spread(order_in, MAX_LINES_DRAWN):
-            cv2.line(lines, _fix(pts1[i1[m]]), _fix(pts2[i2[m]]), colours[m], 2 if few else 1, cv2.LINE_AA, 4)
-        cv2.addWeighted(lines, 0.9 if few else 0.6, canvas, 0.1 if few else 0.4, 0.0, dst=canvas)
-        for m in order_in:
-            cv2.circle(canvas, _fix(pts1[i1[m]]), 2 * 16, colours[m], -1, cv2.LINE_AA, 4)
-            cv2.circle(canvas, _fix(pts2[i2[m]]), 2 * 16, colours[m], -1, cv2.LINE_AA, 4)
+        _draw_inlier_lines(canvas, order_in, ends1, ends2, colours)
+    line2 = " · ".join([s for s in (info,) if s] + _counts(n, inl, inliers is not None, order_in.size))
+    return _caption(canvas, title, line2, (lo, hi) if order_in.size else None)
 
+
+def _side_by_side(rgb1: np.ndarray, mask1: np.ndarray | None, rgb2: np.ndarray, mask2: np.ndarray | None,
+                  max_width: int, max_height: int) -> tuple[np.ndarray, list[tuple], int]:
+    """The canvas, uint8 (CAPTION_HEIGHT + h, w, 3), with both photos at one height h below the
+    caption band and the whole width ≤ ``max_width``; panels (rgb, mask, x0, drawn width) and h."""
+    import cv2
+
+    (h1, w1), (h2, w2) = rgb1.shape[:2], rgb2.shape[:2]
+    height = float(min(max(h1, h2), max(16, max_height - CAPTION_HEIGHT)))
+    width = w1 * height / h1 + _GAP + w2 * height / h2
+    if width > max_width:
+        height *= (max_width - _GAP) / (width - _GAP)
+    height = max(16, int(height))
+    nw1, nw2 = max(1, round(w1 * height / h1)), max(1, round(w2 * height / h2))
+    canvas = np.empty((CAPTION_HEIGHT + height, nw1 + _GAP + nw2, 3), np.uint8)
+    canvas[:] = _BG
+    panels = [(rgb1, mask1, 0, nw1), (rgb2, mask2, nw1 + _GAP, nw2)]
+    for rgb, _, x0, nw in panels:
+        interp = cv2.INTER_AREA if nw < rgb.shape[1] else cv2.INTER_LINEAR
+        canvas[CAPTION_HEIGHT:, x0:x0 + nw] = cv2.resize(rgb, (nw, height), interpolation=interp)
+    return canvas, panels, height
+
+
+def _draw_regions(canvas: np.ndarray, order_in: np.ndarray, shapes: list, colours: list, level: np.ndarray) -> None:
+    """Matched regions of the inliers (``order_in``, least confident first) in place: filled
+    ellipses blended once with alpha by confidence, then their outlines."""
+    import cv2
+
+    layer = np.zeros_like(canvas)
+    alpha = np.zeros(canvas.shape[:2], np.float32)
+    for k, m in enumerate(order_in):
+        colour, a = colours[m], 0.06 + 0.20 * float(level[m])
+        for centres, axes, angles in shapes:
+            args = (_fix(centres[k]), _fix(axes[k]), float(angles[k]), 0, 360)
+            cv2.ellipse(layer, *args, colour, -1, cv2.LINE_AA, 4)
+            cv2.ellipse(alpha, *args, a, -1, cv2.LINE_AA, 4)
+    a3 = alpha[:, :, None]
+    canvas[:] = (canvas * (1.0 - a3) + layer * a3).astype(np.uint8)
+    rims = canvas.copy()
+    for k, m in enumerate(order_in):
+        for centres, axes, angles in shapes:
+            cv2.ellipse(rims, _fix(centres[k]), _fix(axes[k]), float(angles[k]), 0, 360, colours[m], 1,
+                        cv2.LINE_AA, 4)
+    cv2.addWeighted(rims, 0.75, canvas, 0.25, 0.0, dst=canvas)
+
+
+def _draw_outlier_lines(canvas: np.ndarray, order_out: np.ndarray, ends1: np.ndarray, ends2: np.ndarray) -> None:
+    """Outliers as faint grey lines (at most MAX_OUTLIERS_DRAWN), under the inliers, in place."""
+    import cv2
+
+    faint = canvas.copy()
+    for m in _spread(order_out, MAX_OUTLIERS_DRAWN):
+        cv2.line(faint, _fix(ends1[m]), _fix(ends2[m]), _OUTLIER, 1, cv2.LINE_AA, 4)
+    cv2.addWeighted(faint, 0.35, canvas, 0.65, 0.0, dst=canvas)
+
+
+def _draw_inlier_lines(canvas: np.ndarray, order_in: np.ndarray, ends1: np.ndarray, ends2: np.ndarray,
+                       colours: list) -> None:
+    """Inliers as coloured lines (translucent when there are many, so the regions show) with
+    their end points as dots, in place."""
+    import cv2
+
+    few = order_in.size <= 60
+    lines = canvas.copy()
+    for m in _spread(order_in, MAX_LINES_DRAWN):
+        cv2.line(lines, _fix(ends1[m]), _fix(ends2[m]), colours[m], 2 if few else 1, cv2.LINE_AA, 4)
+    cv2.addWeighted(lines, 0.9 if few else 0.6, canvas, 0.1 if few else 0.4, 0.0, dst=canvas)
+    for m in order_in:
+        cv2.circle(canvas, _fix(ends1[m]), 2 * 16, colours[m], -1, cv2.LINE_AA, 4)
+        cv2.circle(canvas, _fix(ends2[m]), 2 * 16, colours[m], -1, cv2.LINE_AA, 4)
+
+
+def _counts(n: int, inl: np.ndarray, inliers_known: bool, n_inliers: int) -> list[str]:
+    """The caption's match and inlier counts."""
     counts = [f"{n} match{'es' if n != 1 else ''}"]
     if inliers_known:
         counts.append(f"{int(inl.sum())} inlier{'s' if inl.sum() != 1 else ''}")
     elif n:
         counts.append("all drawn as inliers (the scorer gives no inlier set)")
-    if order_in.size > MAX_LINES_DRAWN:
+    if n_inliers > MAX_LINES_DRAWN:
         counts.append(f"{MAX_LINES_DRAWN} lines drawn")
-    line2 = " · ".join([s for s in (info,) if s] + counts)
-    return _caption(canvas, title, line2, (lo, hi) if order_in.size else None)
+    return counts
 
 
 def _spread(rows: np.ndarray, most: int) -> np.ndarray:

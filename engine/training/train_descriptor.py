@@ -34,6 +34,7 @@ from reid_engine.records import ImageRecord
 from reid_engine.registry import config_hash
 from reid_engine.training.checkpoint import (
     CheckpointError,
+    DescriptorCheckpoint,
     atomic_save,
     load_hardnet,
     read_checkpoint,
@@ -289,45 +290,51 @@ def _optimizer(options: TrainDescriptorOptions, net: torch.nn.Module) -> torch.o
     return torch.optim.SGD(net.parameters(), lr=options.learning_rate, momentum=0.9, dampening=0.9, weight_decay=1e-4)
 
 
-def train_descriptor(options: TrainDescriptorOptions, table, log: Callable[[str], None] = lambda s: None
-                     ) -> TrainDescriptorResult:
-    """Run (or resume) a training; returns the per-epoch history and the baselines."""
-    import kornia
-    import kornia.feature as KF
+def _run_to_resume(options: TrainDescriptorOptions, notices: list[str]) -> DescriptorCheckpoint | None:
+    """The checkpoint at ``--out`` that ``--resume`` continues (checked to be one of a run with the
+    same options), else None; an existing ``--out`` without ``--resume`` is refused."""
+    if not options.out.exists():
+        if options.resume:
+            notices.append(f"nothing to resume at {options.out}; starting a new run")
+        return None
+    if not options.resume:
+        raise UsageError(f"--out {options.out} exists; pass --resume to continue that run, or another --out")
+    try:
+        previous = read_checkpoint(options.out)
+    except CheckpointError as exc:
+        raise UsageError(f"--resume: {exc}") from None
+    if previous.optimizer is None or "epoch" not in previous.meta:
+        raise UsageError(f"--resume: {options.out} is not a checkpoint of `reid-engine train descriptor`; "
+                         "pass another --out")
+    stored = previous.meta.get("options", {})
+    changed = [f"{k} {stored.get(k)!r} → {v!r}" for k, v in options.resume_view().items() if stored.get(k) != v]
+    if changed:
+        raise UsageError(f"--resume: {options.out} was trained with other options ({'; '.join(changed)}); "
+                         "pass the same ones (only --epochs may change), or another --out")
+    return previous
 
-    _check(options)
-    notices: list[str] = []
-    previous = None
-    if options.out.exists():
-        if not options.resume:
-            raise UsageError(f"--out {options.out} exists; pass --resume to continue that run, or another --out")
-        try:
-            previous = read_checkpoint(options.out)
-        except CheckpointError as exc:
-            raise UsageError(f"--resume: {exc}") from None
-        if previous.optimizer is None or "epoch" not in previous.meta:
-            raise UsageError(f"--resume: {options.out} is not a checkpoint of `reid-engine train descriptor`; "
-                             "pass another --out")
-        stored = previous.meta.get("options", {})
-        changed = [f"{k} {stored.get(k)!r} → {v!r}" for k, v in options.resume_view().items() if stored.get(k) != v]
-        if changed:
-            raise UsageError(f"--resume: {options.out} was trained with other options ({'; '.join(changed)}); "
-                             "pass the same ones (only --epochs may change), or another --out")
-    elif options.resume:
-        notices.append(f"nothing to resume at {options.out}; starting a new run")
 
+@dataclass
+class _TrainingPhotos:
+    """The detected regions of the readable photos, split by photo, and the fixed held-out pairs."""
+
+    train: list[PhotoRegions]
+    val: list[PhotoRegions]
+    val_ids: set[str]
+    val_pairs: PatchPairs
+    skipped: list[str]  # why unreadable photos were skipped
+    digest: str  # of the photos' ids and contents
+    detector: str  # the region detector, in words
+
+
+def _training_photos(options: TrainDescriptorOptions, table, previous: DescriptorCheckpoint | None, notices: list[str],
+                     log: Callable[[str], None]) -> _TrainingPhotos:
+    """Regions of every photo (``previous``'s held-out photos when resuming, else a seeded split);
+    too few photos, regions or held-out pairs raise."""
     records = _records(options, table)
     ids = [r.image_id for r in records]
     val_ids = set(previous.meta["val_photos"]) if previous is not None else _split_photos(ids, options.val_share, options.seed)
-    detector, detector_name, detector_id, more = _detector(options, table, options.device)
-    notices += more
-    log(f"detecting regions in {len(records)} photos with {detector_name}, resize {options.resize}, "
-        f"at most {options.max_keypoints} a photo")
-    photos, skipped, photos_digest = _detect(records, detector, detector_id, options.resize, regions_path(options.out), log)
-    del detector
-    if not photos:
-        raise UsageError(f"{options.photos}: none of the {len(records)} photos could be read "
-                         f"(first: {skipped[0] if skipped else '?'})")
+    photos, skipped, photos_digest, detector_name = _detect_photos(options, table, records, notices, log)
     if previous is not None and previous.meta.get("photos_sha256") != photos_digest:
         raise UsageError(f"--resume: the photos differ from those {options.out} was trained on; "
                          "resume with the same photos, or pass another --out")
@@ -344,6 +351,40 @@ def train_descriptor(options: TrainDescriptorOptions, table, log: Callable[[str]
     if len(val_pairs) < MIN_VAL_PAIRS:
         raise UsageError(f"{options.photos}: only {len(val_pairs)} held-out pairs could be drawn from {len(val)} "
                          f"photo(s) (at least {MIN_VAL_PAIRS}); add photos or raise --val-share")
+    return _TrainingPhotos(train, val, val_ids, val_pairs, skipped, photos_digest, detector_name)
+
+
+def _detect_photos(options: TrainDescriptorOptions, table, records: list[ImageRecord], notices: list[str],
+                   log: Callable[[str], None]) -> tuple[list[PhotoRegions], list[str], str, str]:
+    """(regions of the readable photos, why others were skipped, their digest, the detector in words);
+    the detector is dropped once done. No readable photo raises."""
+    detector, detector_name, detector_id, more = _detector(options, table, options.device)
+    notices += more
+    log(f"detecting regions in {len(records)} photos with {detector_name}, resize {options.resize}, "
+        f"at most {options.max_keypoints} a photo")
+    photos, skipped, photos_digest = _detect(records, detector, detector_id, options.resize, regions_path(options.out), log)
+    del detector
+    if not photos:
+        raise UsageError(f"{options.photos}: none of the {len(records)} photos could be read "
+                         f"(first: {skipped[0] if skipped else '?'})")
+    return photos, skipped, photos_digest, detector_name
+
+
+@dataclass
+class _Start:
+    """The network to train and where it starts: its weights' origin, the baselines, the history so far."""
+
+    net: torch.nn.Module
+    init: str
+    baselines: dict[str, dict]
+    history: list[dict]
+    first_epoch: int
+
+
+def _start_network(options: TrainDescriptorOptions, val_pairs: PatchPairs, previous: DescriptorCheckpoint | None
+                   ) -> _Start:
+    """A seeded HardNet measured beside RootSIFT, then loaded from ``previous`` or its initial weights."""
+    import kornia.feature as KF
 
     device = options.device
     torch.manual_seed(options.seed)
@@ -354,64 +395,93 @@ def train_descriptor(options: TrainDescriptorOptions, table, log: Callable[[str]
         "untrained": evaluate(net, val_pairs, device),
     }
     if previous is not None:
-        init = previous.meta.get("init", "?")
-        history = list(previous.meta.get("history", []))
-        baselines = {**previous.meta.get("baselines", {}), **baselines}
         net.load_state_dict(previous.state_dict)
-        start_epoch = int(previous.meta["epoch"]) + 1
-    else:
-        init = _initial_weights(options, net.cpu())
-        net.to(device)
-        if not init.startswith("random"):
-            baselines["init"] = evaluate(net, val_pairs, device)
-        history = []
-        start_epoch = 1
+        return _Start(net, previous.meta.get("init", "?"), {**previous.meta.get("baselines", {}), **baselines},
+                      list(previous.meta.get("history", [])), int(previous.meta["epoch"]) + 1)
+    init = _initial_weights(options, net.cpu())
+    net.to(device)
+    if not init.startswith("random"):
+        baselines["init"] = evaluate(net, val_pairs, device)
+    return _Start(net, init, baselines, [], 1)
+
+
+def _checkpoint_meta(options: TrainDescriptorOptions, start: _Start, photos: _TrainingPhotos) -> dict:
+    """What every checkpoint of this run says about how it was trained (the epoch and history come on top)."""
+    import kornia
+
+    return {
+        "options": options.resume_view(), "epochs": options.epochs, "init": start.init, "detector": photos.detector,
+        "photos": str(options.photos), "split": str(options.split) if options.split else "",
+        "photos_sha256": photos.digest, "val_photos": sorted(photos.val_ids), "train_photos": len(photos.train),
+        "val_pairs": len(photos.val_pairs), "baselines": start.baselines, "patch_size": PATCH_SIZE,
+        "kornia": str(kornia.__version__), "torch": str(torch.__version__), "warp": asdict(options.warp),
+    }
+
+
+def _train_epoch(options: TrainDescriptorOptions, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 photos: _TrainingPhotos, epoch: int) -> dict:
+    """Draw this epoch's pairs (seeded by (seed, epoch)), train on them, measure; its history row."""
+    started = time.time()
+    rng = np.random.default_rng([options.seed, epoch])
+    torch.manual_seed(options.seed * 100_003 + epoch)
+    pairs = sample_pairs(photos.train, options.pairs, options.warp, rng)
+    if len(pairs) < options.batch_size // 2:
+        raise UsageError(f"only {len(pairs)} training pairs could be drawn (batch size {options.batch_size}); "
+                         "add photos or lower --batch-size")
+    losses = _descend(options, net, optimizer, pairs, epoch)
+    metrics = evaluate(net, photos.val_pairs, options.device)
+    return {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "train_pairs": len(pairs),
+            "val_fpr95": metrics["fpr95"], "val_top1": metrics["top1"], "seconds": round(time.time() - started, 1)}
+
+
+def _descend(options: TrainDescriptorOptions, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             pairs: PatchPairs, epoch: int) -> list[float]:
+    """One pass over ``pairs`` in random batches, the learning rate decaying linearly to zero over the
+    whole run; the batches' losses."""
+    steps_per_epoch = math.ceil(options.pairs / options.batch_size)
+    total_steps = options.epochs * steps_per_epoch
+    device = options.device
+    order = torch.randperm(len(pairs))
+    net.train()
+    losses = []
+    step = (epoch - 1) * steps_per_epoch
+    for i in range(0, len(pairs), options.batch_size):
+        idx = order[i:i + options.batch_size]
+        if idx.numel() < 8:
+            continue
+        for group in optimizer.param_groups:
+            group["lr"] = options.learning_rate * max(0.0, 1.0 - step / total_steps)
+        loss = hardnet_loss(net(_as_input(pairs.anchors[idx], device)), net(_as_input(pairs.positives[idx], device)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        step += 1
+    return losses
+
+
+def train_descriptor(options: TrainDescriptorOptions, table, log: Callable[[str], None] = lambda s: None
+                     ) -> TrainDescriptorResult:
+    """Run (or resume) a training; returns the per-epoch history and the baselines."""
+    _check(options)
+    notices: list[str] = []
+    previous = _run_to_resume(options, notices)
+    photos = _training_photos(options, table, previous, notices, log)
+    start = _start_network(options, photos.val_pairs, previous)
+    net, history = start.net, start.history
     optimizer = _optimizer(options, net)
     if previous is not None and previous.optimizer is not None:
         optimizer.load_state_dict(previous.optimizer)
-    steps_per_epoch = math.ceil(options.pairs / options.batch_size)
-    total_steps = options.epochs * steps_per_epoch
-    meta = {
-        "options": options.resume_view(), "epochs": options.epochs, "init": init, "detector": detector_name,
-        "photos": str(options.photos), "split": str(options.split) if options.split else "",
-        "photos_sha256": photos_digest, "val_photos": sorted(val_ids), "train_photos": len(train),
-        "val_pairs": len(val_pairs), "baselines": baselines, "patch_size": PATCH_SIZE,
-        "kornia": str(kornia.__version__), "torch": str(torch.__version__), "warp": asdict(options.warp),
-    }
-    if start_epoch > options.epochs:
-        notices.append(f"{options.out} already has {start_epoch - 1} epoch(s); raise --epochs to train more")
-    for epoch in range(start_epoch, options.epochs + 1):
-        started = time.time()
-        rng = np.random.default_rng([options.seed, epoch])
-        torch.manual_seed(options.seed * 100_003 + epoch)
-        pairs = sample_pairs(train, options.pairs, options.warp, rng)
-        if len(pairs) < options.batch_size // 2:
-            raise UsageError(f"only {len(pairs)} training pairs could be drawn (batch size {options.batch_size}); "
-                             "add photos or lower --batch-size")
-        order = torch.randperm(len(pairs))
-        net.train()
-        losses = []
-        step = (epoch - 1) * steps_per_epoch
-        for i in range(0, len(pairs), options.batch_size):
-            idx = order[i:i + options.batch_size]
-            if idx.numel() < 8:
-                continue
-            for group in optimizer.param_groups:  # linear decay to zero over the whole run
-                group["lr"] = options.learning_rate * max(0.0, 1.0 - step / total_steps)
-            loss = hardnet_loss(net(_as_input(pairs.anchors[idx], device)), net(_as_input(pairs.positives[idx], device)))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            step += 1
-        metrics = evaluate(net, val_pairs, device)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "train_pairs": len(pairs),
-               "val_fpr95": metrics["fpr95"], "val_top1": metrics["top1"], "seconds": round(time.time() - started, 1)}
+    meta = _checkpoint_meta(options, start, photos)
+    if start.first_epoch > options.epochs:
+        notices.append(f"{options.out} already has {start.first_epoch - 1} epoch(s); raise --epochs to train more")
+    for epoch in range(start.first_epoch, options.epochs + 1):
+        row = _train_epoch(options, net, optimizer, photos, epoch)
         history.append(row)
         write_checkpoint(options.out, net.state_dict(), {**meta, "epoch": epoch, "history": history,
                                                          "complete": epoch == options.epochs},
                          optimizer=optimizer.state_dict())
         log(f"epoch {epoch}/{options.epochs}: loss {row['loss']:.3f}, held-out FPR95 {row['val_fpr95']:.3f}, "
             f"top-1 {row['val_top1']:.3f} ({row['train_pairs']} pairs, {row['seconds']:.0f} s); saved {options.out}")
-    return TrainDescriptorResult(options.out, history, baselines, detector_name, init, len(train), len(val),
-                                 len(val_pairs), skipped, notices)
+    return TrainDescriptorResult(options.out, history, start.baselines, photos.detector, start.init,
+                                 len(photos.train), len(photos.val), len(photos.val_pairs), photos.skipped, notices)

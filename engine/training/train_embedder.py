@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from reid_engine.components import build_components
+from reid_engine.components import Components, build_components
 from reid_engine.embedding import model as reid_model
 from reid_engine.embedding.stored import MODEL_KIND, model_key
 from reid_engine.embedding.views import animal_square, to_input
@@ -314,169 +314,279 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = None,
-                   log: Callable[[str], None] = lambda line: None, progress: bool = False) -> TrainEmbedderResult:
+@dataclass
+class TrainingRows:
+    """Which rows of an :class:`AnimalSet` train the net and which are held out to measure it."""
+
+    train: np.ndarray  # rows trained on
+    train_labels: np.ndarray  # their classes, numbered 0.. over the trained identities
+    val: np.ndarray  # all photos of held-out identities
+    probes: np.ndarray  # held-out photos of trained identities
+    known_gallery: np.ndarray  # the training rows the probes are searched among
+
+    @property
+    def validating(self) -> bool:
+        return bool(len(self.val) or len(self.probes))
+
+
+@dataclass
+class Trainee:
+    """The net being trained, its ArcFace head, and what steps them."""
+
+    net: reid_model.ReidNet
+    head: SubCenterArcFace
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+
+
+@dataclass
+class BestSoFar:
+    """The best weights seen (None: none measured), their held-out score, and the next epoch to run."""
+
+    state: dict | None = None
+    score: float = -1.0
+    next_epoch: int = 1
+
+
+def check_options(options: TrainEmbedderOptions) -> None:
+    """Refuse what this version cannot train, before anything is loaded."""
     if options.method != "arcface":
         raise UsageError(f"--method {options.method!r}: this version trains 'arcface' (sub-center ArcFace); "
                          "landmark-id and dve are not built yet")
     if options.image_size < 32:
         raise UsageError(f"--image-size {options.image_size}: at least 32 px")
+
+
+def checkpoint_to_resume(options: TrainEmbedderOptions) -> dict:
+    """The checkpoint ``--resume`` continues, checked to be of a run with the same options."""
+    ckpt_path = options.checkpoint_path
+    if not ckpt_path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start")
+    try:
+        resumed = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ReidError(f"{ckpt_path}: checkpoint cannot be read ({type(exc).__name__}); delete it and start "
+                        "again without --resume") from None
+    if resumed.get("options") != options.resume_view():
+        raise UsageError(f"--resume: {ckpt_path} was written with other options "
+                         f"({resumed.get('options')}); pass the same ones, or start again without --resume")
+    return resumed
+
+
+def load_training_set(options: TrainEmbedderOptions, db: GalleryDatabase, table: PluginTable, components: Components,
+                      errors: list[ImageError], bars: Progress) -> AnimalSet:
+    """The labelled photos as the profile sees them, squared at the pre-crop size; too few labels raise."""
+    records = labelled_records(options, db, table, errors)
+    where = str(options.gallery or options.db)
+    check_labels([r.identity for r, _ in records], where)
+    loader = image_loader(components, options.profile, db)
+    data = load_animals(records, loader, pre_scaled_side(options), errors, bars.task("loading photos", len(records)))
+    check_labels([data.names[i] for i in data.labels], where)
+    return data
+
+
+def pre_scaled_side(options: TrainEmbedderOptions) -> int:
+    """Side in px the photos are kept at, so that random resized crops have room."""
+    return int(round(options.image_size * PRE_SCALE))
+
+
+def split_rows(data: AnimalSet, options: TrainEmbedderOptions, result: TrainEmbedderResult) -> TrainingRows:
+    """Hold out identities (``val``) and photos of trained identities (``probes``); counts go to ``result``."""
+    train_rows, val_rows = identity_split(data.labels, options.val_share, options.seed)
+    train_rows, probe_rows = photo_probes(data.labels, train_rows, options.val_share, options.seed,
+                                          data.encounters)
+    train_classes = sorted(set(data.labels[train_rows].tolist()))
+    remap = {c: i for i, c in enumerate(train_classes)}
+    train_labels = np.array([remap[c] for c in data.labels[train_rows]], np.int64)
+    result.train_images, result.train_identities = len(train_rows), len(train_classes)
+    result.val_images, result.val_identities = len(val_rows), len(set(data.labels[val_rows].tolist()))
+    result.probe_images = len(probe_rows)
+    known_gallery = known_gallery_rows(data.labels, train_rows, probe_rows, options.seed)
+    return TrainingRows(train_rows, train_labels, val_rows, probe_rows, known_gallery)
+
+
+def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: TrainEmbedderResult) -> Trainee:
+    """Seeded net (its starting weights named in ``result.init``), head, AdamW and the LR schedule."""
+    _seed_everything(options.seed)
+    spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=options.dim, image_size=options.image_size,
+                                   method=options.method)
+    net = reid_model.ReidNet(spec)
+    result.init = (reid_model.init_from_file(net, options.init) if options.init is not None
+                   else reid_model.imagenet_start(net) or "random (no offline ImageNet weights for this backbone)")
+    head = SubCenterArcFace(options.dim, dynamic_margins(np.bincount(rows.train_labels)))
+    net.to(options.device)
+    head.to(options.device)
+    params = [{"params": net.backbone.parameters(), "lr": options.lr * 0.3},
+              {"params": [*net.pool.parameters(), *net.neck.parameters(), *head.parameters()], "lr": options.lr}]
+    optimizer = torch.optim.AdamW(params, weight_decay=1e-4)
+    steps_per_epoch = max(1, int(np.ceil(len(rows.train) / (options.batch_p * options.batch_k))))
+    lr_factor = warmup_cosine(steps_per_epoch, max(1, steps_per_epoch * options.epochs))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    return Trainee(net, head, optimizer, scheduler, steps_per_epoch)
+
+
+def warmup_cosine(steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up over (at most) the first epoch, then cosine decay to 0."""
+    warmup = min(steps_per_epoch, total_steps // 5 + 1)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return float(0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total_steps - warmup))))
+
+    return lr_factor
+
+
+def validate(net: reid_model.ReidNet, data: AnimalSet, rows: TrainingRows, device: str) -> dict[str, float]:
+    """Held-out individuals (mAP, top-1 among themselves) and held-out photos of known
+    individuals (top-1 and MRR against their training photos); ``score`` = the mean mAP/MRR."""
+    out = retrieval_metrics(embed_squares(net, data.squares[rows.val], device), data.labels[rows.val])
+    if len(rows.probes):
+        out.update(known_metrics(embed_squares(net, data.squares[rows.probes], device),
+                                 data.labels[rows.probes],
+                                 embed_squares(net, data.squares[rows.known_gallery], device),
+                                 data.labels[rows.known_gallery]))
+    parts = [v for k, v in out.items() if k in ("map", "known_mrr") and np.isfinite(v)]
+    out["score"] = float(np.mean(parts)) if parts else float("nan")
+    return out
+
+
+def _weights(net: reid_model.ReidNet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+def starting_point(options: TrainEmbedderOptions, trainee: Trainee, resumed: dict | None, data: AnimalSet,
+                   rows: TrainingRows, result: TrainEmbedderResult, log: Callable[[str], None]) -> BestSoFar:
+    """Restore a resumed run, else measure the untrained start (``result.start``), which competes too."""
+    if resumed is not None:
+        trainee.net.load_state_dict(resumed["net"])
+        trainee.head.load_state_dict(resumed["head"])
+        trainee.optimizer.load_state_dict(resumed["optimizer"])
+        trainee.scheduler.load_state_dict(resumed["scheduler"])
+        result.history, result.start = list(resumed["history"]), dict(resumed["start"])
+        best = BestSoFar(resumed["best_net"], float(resumed["best_map"]), len(result.history) + 1)
+        result.best_epoch = int(resumed["best_epoch"])
+        log(f"resuming {options.checkpoint_path} after epoch {best.next_epoch - 1}")
+        return best
+    if not rows.validating:
+        return BestSoFar()
+    result.start = validate(trainee.net, data, rows, options.device)
+    # the start competes too: training that only hurts the held-out photos is not kept
+    best = BestSoFar(_weights(trainee.net), result.start["score"])
+    log(f"start ({result.init}): {_describe(result.start)}; held out: {result.val_images} photos of "
+        f"{result.val_identities} individuals, {result.probe_images} photos of known individuals")
+    return best
+
+
+def train_epoch(options: TrainEmbedderOptions, trainee: Trainee, augment: Callable, data: AnimalSet,
+                rows: TrainingRows, epoch: int, bars: Progress) -> dict:
+    """One pass over P×K batches of augmented training photos (seeded by (seed, epoch)); its history row."""
+    t_epoch = time.perf_counter()
+    _seed_everything(options.seed * 1000 + epoch)
+    rng = np.random.default_rng([options.seed, epoch])
+    net, head, spec = trainee.net, trainee.head, trainee.net.spec
+    net.train()
+    head.train()
+    losses = []
+    advance = bars.task(f"epoch {epoch}/{options.epochs}", trainee.steps_per_epoch)
+    for batch in pk_batches(rows.train_labels, options.batch_p, options.batch_k, rng):
+        views = torch.stack([augment(torch.as_tensor(data.squares[r]).permute(2, 0, 1)) for r in rows.train[batch]])
+        x = to_input(views, spec.mean, spec.std)
+        x = x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))
+        loss = head(net(x.to(options.device)), torch.as_tensor(rows.train_labels[batch], device=options.device))
+        trainee.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainee.optimizer.step()
+        trainee.scheduler.step()
+        losses.append(float(loss.detach()))
+        advance(1)
+    return {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+            "seconds": time.perf_counter() - t_epoch}
+
+
+def run_epochs(options: TrainEmbedderOptions, trainee: Trainee, best: BestSoFar, data: AnimalSet,
+               rows: TrainingRows, result: TrainEmbedderResult, bars: Progress, log: Callable[[str], None]) -> None:
+    """Train from ``best.next_epoch``, validating, keeping the best and checkpointing after every epoch,
+    until ``options.epochs`` or ``patience`` epochs without a better held-out score."""
+    augment = make_augment(options.image_size, options.flip)
+    t_train = time.perf_counter()
+    for epoch in range(best.next_epoch, options.epochs + 1):
+        if rows.validating and epoch - 1 - result.best_epoch >= options.patience:
+            log(f"stopping early: the held-out score has not improved for {options.patience} epochs")
+            break
+        row = train_epoch(options, trainee, augment, data, rows, epoch, bars)
+        if rows.validating:
+            row.update({f"val_{k}": v for k, v in validate(trainee.net, data, rows, options.device).items()})
+        result.history.append(row)
+        score = row.get("val_score", float(epoch))  # without validation: the last epoch is the best
+        if score > best.score:
+            best.score, result.best_epoch = score, epoch
+            best.state = _weights(trainee.net)
+        log(f"epoch {epoch}: loss {row['loss']:.3f}"
+            + (", " + _describe({k[4:]: v for k, v in row.items() if k.startswith("val_")}) if rows.validating else "")
+            + f" ({row['seconds']:.0f} s)")
+        save_checkpoint(options, trainee, best, result)
+    result.seconds_training = time.perf_counter() - t_train
+
+
+def save_checkpoint(options: TrainEmbedderOptions, trainee: Trainee, best: BestSoFar,
+                    result: TrainEmbedderResult) -> None:
+    """Everything ``--resume`` needs, written atomically."""
+    atomic_save({"options": options.resume_view(), "net": trainee.net.state_dict(), "head": trainee.head.state_dict(),
+                 "optimizer": trainee.optimizer.state_dict(), "scheduler": trainee.scheduler.state_dict(),
+                 "history": result.history, "start": result.start, "best_net": best.state,
+                 "best_map": best.score, "best_epoch": result.best_epoch}, options.checkpoint_path)
+
+
+def model_meta(options: TrainEmbedderOptions, data: AnimalSet, result: TrainEmbedderResult) -> dict:
+    """What the stored model was trained on, how, and its validation figures."""
+    return {"profile": options.profile.name, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "images": len(data.labels), "identities": len(data.names), "train_images": result.train_images,
+            "train_identities": result.train_identities, "val_images": result.val_images,
+            "val_identities": result.val_identities, "probe_images": result.probe_images, "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch, "init": result.init, "start": result.start,
+            "history": result.history, "options": options.resume_view(), "gallery": str(options.gallery or ""),
+            "split": str(options.split or ""),
+            "gallery_image_ids_sha256": hashlib.sha256("\n".join(sorted(data.image_ids)).encode()).hexdigest()}
+
+
+def store_model(options: TrainEmbedderOptions, net: reid_model.ReidNet, best: BestSoFar, data: AnimalSet,
+                db: GalleryDatabase, result: TrainEmbedderResult) -> None:
+    """The best weights into the gallery database (and ``--out``); key and digest go to ``result``."""
+    if best.state is not None:
+        net.load_state_dict(best.state)
+    net.cpu().eval()
+    meta = model_meta(options, data, result)
+    arrays = reid_model.to_arrays(net, meta)
+    result.model_sha256 = reid_model.arrays_sha256(arrays)
+    result.stored_key = model_key(options.profile.name)
+    db.put_model(result.stored_key, MODEL_KIND, "trained-embedder", str(reid_model.FORMAT_VERSION),
+                 result.model_sha256[:16], meta, arrays)
+    if options.out is not None:
+        atomic_save(reid_model.to_payload(net, meta), options.out)
+        result.out = options.out
+
+
+def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = None,
+                   log: Callable[[str], None] = lambda line: None, progress: bool = False) -> TrainEmbedderResult:
+    """Load and split the labelled photos, train (or resume), store the best model (see the module docstring)."""
+    check_options(options)
     table = table or PluginTable.discover()
     result = TrainEmbedderResult()
-    ckpt_path = options.checkpoint_path
-    resumed = None
-    if options.resume:
-        if not ckpt_path.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start")
-        try:
-            resumed = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise ReidError(f"{ckpt_path}: checkpoint cannot be read ({type(exc).__name__}); delete it and start "
-                            "again without --resume") from None
-        if resumed.get("options") != options.resume_view():
-            raise UsageError(f"--resume: {ckpt_path} was written with other options "
-                             f"({resumed.get('options')}); pass the same ones, or start again without --resume")
+    resumed = checkpoint_to_resume(options) if options.resume else None
     components = build_components(options.profile, table, options.device)
     t0 = time.perf_counter()
     with GalleryDatabase(options.db) as db, Progress(progress) as bars:
-        records = labelled_records(options, db, table, result.skipped)
-        where = str(options.gallery or options.db)
-        check_labels([r.identity for r, _ in records], where)
-        loader = image_loader(components, options.profile, db)
-        side = int(round(options.image_size * PRE_SCALE))
-        data = load_animals(records, loader, side, result.skipped, bars.task("loading photos", len(records)))
-        check_labels([data.names[i] for i in data.labels], where)
+        data = load_training_set(options, db, table, components, result.skipped, bars)
         result.seconds_loading = time.perf_counter() - t0
         log(f"loaded {len(data.labels)} photos of {len(data.names)} individuals as the animal "
-            f"({options.profile.name!r} view, {side} px) in {result.seconds_loading:.0f} s")
-
-        train_rows, val_rows = identity_split(data.labels, options.val_share, options.seed)
-        train_rows, probe_rows = photo_probes(data.labels, train_rows, options.val_share, options.seed,
-                                              data.encounters)
-        train_classes = sorted(set(data.labels[train_rows].tolist()))
-        remap = {c: i for i, c in enumerate(train_classes)}
-        train_labels = np.array([remap[c] for c in data.labels[train_rows]], np.int64)
-        result.train_images, result.train_identities = len(train_rows), len(train_classes)
-        result.val_images, result.val_identities = len(val_rows), len(set(data.labels[val_rows].tolist()))
-
-        _seed_everything(options.seed)
-        spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=options.dim, image_size=options.image_size,
-                                       method=options.method)
-        net = reid_model.ReidNet(spec)
-        result.init = (reid_model.init_from_file(net, options.init) if options.init is not None
-                       else reid_model.imagenet_start(net) or "random (no offline ImageNet weights for this backbone)")
-        head = SubCenterArcFace(options.dim, dynamic_margins(np.bincount(train_labels)))
-        net.to(options.device)
-        head.to(options.device)
-        params = [{"params": net.backbone.parameters(), "lr": options.lr * 0.3},
-                  {"params": [*net.pool.parameters(), *net.neck.parameters(), *head.parameters()], "lr": options.lr}]
-        optimizer = torch.optim.AdamW(params, weight_decay=1e-4)
-        steps_per_epoch = max(1, int(np.ceil(len(train_rows) / (options.batch_p * options.batch_k))))
-        total_steps = max(1, steps_per_epoch * options.epochs)
-        warmup = min(steps_per_epoch, total_steps // 5 + 1)
-
-        def lr_factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return float(0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total_steps - warmup))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        val_labels = data.labels[val_rows]
-        known_gallery = known_gallery_rows(data.labels, train_rows, probe_rows, options.seed)
-        result.probe_images = len(probe_rows)
-
-        def validate() -> dict[str, float]:
-            """Held-out individuals (mAP, top-1 among themselves) and held-out photos of known
-            individuals (top-1 and MRR against their training photos); ``score`` = the mean mAP/MRR."""
-            out = retrieval_metrics(embed_squares(net, data.squares[val_rows], options.device), val_labels)
-            if len(probe_rows):
-                out.update(known_metrics(embed_squares(net, data.squares[probe_rows], options.device),
-                                         data.labels[probe_rows],
-                                         embed_squares(net, data.squares[known_gallery], options.device),
-                                         data.labels[known_gallery]))
-            parts = [v for k, v in out.items() if k in ("map", "known_mrr") and np.isfinite(v)]
-            out["score"] = float(np.mean(parts)) if parts else float("nan")
-            return out
-
-        best_state, best_map, first_epoch = None, -1.0, 1
-        validating = bool(len(val_rows) or len(probe_rows))
-        if resumed is not None:
-            net.load_state_dict(resumed["net"])
-            head.load_state_dict(resumed["head"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            scheduler.load_state_dict(resumed["scheduler"])
-            result.history, result.start = list(resumed["history"]), dict(resumed["start"])
-            best_state, best_map, result.best_epoch = resumed["best_net"], float(resumed["best_map"]), int(resumed["best_epoch"])
-            first_epoch = len(result.history) + 1
-            log(f"resuming {ckpt_path} after epoch {first_epoch - 1}")
-        elif validating:
-            result.start = validate()
-            # the start competes too: training that only hurts the held-out photos is not kept
-            best_map = result.start["score"]
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            log(f"start ({result.init}): {_describe(result.start)}; held out: {result.val_images} photos of "
-                f"{result.val_identities} individuals, {result.probe_images} photos of known individuals")
-        augment = make_augment(options.image_size, options.flip)
-        t_train = time.perf_counter()
-        for epoch in range(first_epoch, options.epochs + 1):
-            if validating and epoch - 1 - result.best_epoch >= options.patience:
-                log(f"stopping early: the held-out score has not improved for {options.patience} epochs")
-                break
-            t_epoch = time.perf_counter()
-            _seed_everything(options.seed * 1000 + epoch)
-            rng = np.random.default_rng([options.seed, epoch])
-            net.train()
-            head.train()
-            losses = []
-            advance = bars.task(f"epoch {epoch}/{options.epochs}", steps_per_epoch)
-            for batch in pk_batches(train_labels, options.batch_p, options.batch_k, rng):
-                rows = train_rows[batch]
-                views = torch.stack([augment(torch.as_tensor(data.squares[r]).permute(2, 0, 1)) for r in rows])
-                x = to_input(views, spec.mean, spec.std)
-                x = x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))
-                loss = head(net(x.to(options.device)), torch.as_tensor(train_labels[batch], device=options.device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses.append(float(loss.detach()))
-                advance(1)
-            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                   "seconds": time.perf_counter() - t_epoch}
-            if validating:
-                row.update({f"val_{k}": v for k, v in validate().items()})
-            result.history.append(row)
-            score = row.get("val_score", float(epoch))  # without validation: the last epoch is the best
-            if score > best_map:
-                best_map, result.best_epoch = score, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            log(f"epoch {epoch}: loss {row['loss']:.3f}"
-                + (", " + _describe({k[4:]: v for k, v in row.items() if k.startswith("val_")}) if validating else "")
-                + f" ({row['seconds']:.0f} s)")
-            atomic_save({"options": options.resume_view(), "net": net.state_dict(), "head": head.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "history": result.history, "start": result.start, "best_net": best_state,
-                         "best_map": best_map, "best_epoch": result.best_epoch}, ckpt_path)
-        result.seconds_training = time.perf_counter() - t_train
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.cpu().eval()
-        meta = {"profile": options.profile.name, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "images": len(data.labels), "identities": len(data.names), "train_images": result.train_images,
-                "train_identities": result.train_identities, "val_images": result.val_images,
-                "val_identities": result.val_identities, "probe_images": result.probe_images, "epochs_run": len(result.history),
-                "best_epoch": result.best_epoch, "init": result.init, "start": result.start,
-                "history": result.history, "options": options.resume_view(), "gallery": str(options.gallery or ""),
-                "split": str(options.split or ""),
-                "gallery_image_ids_sha256": hashlib.sha256("\n".join(sorted(data.image_ids)).encode()).hexdigest()}
-        arrays = reid_model.to_arrays(net, meta)
-        result.model_sha256 = reid_model.arrays_sha256(arrays)
-        result.stored_key = model_key(options.profile.name)
-        db.put_model(result.stored_key, MODEL_KIND, "trained-embedder", str(reid_model.FORMAT_VERSION),
-                     result.model_sha256[:16], meta, arrays)
-        if options.out is not None:
-            atomic_save(reid_model.to_payload(net, meta), options.out)
-            result.out = options.out
+            f"({options.profile.name!r} view, {pre_scaled_side(options)} px) in {result.seconds_loading:.0f} s")
+        rows = split_rows(data, options, result)
+        trainee = build_trainee(options, rows, result)
+        best = starting_point(options, trainee, resumed, data, rows, result, log)
+        run_epochs(options, trainee, best, data, rows, result, bars, log)
+        store_model(options, trainee.net, best, data, db, result)
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
