@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -25,8 +26,29 @@ from typer.core import TyperGroup
 
 from reid_engine.errors import ReidError, UsageError, exit_code
 
-out_console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's width; a pipe or a file gets whole lines (no 80-column cut, so
+    ``reid-engine plugins | grep`` sees full names), unless COLUMNS says otherwise. The console
+    writes to whatever sys.stdout / sys.stderr is at the time (rich's default)."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=PIPE_WIDTH if wide else None, soft_wrap=wide)
+
+
+PIPE_WIDTH = 10_000
+DEBUG_ENV = "REID_ENGINE_DEBUG"  # set: an unexpected exception shows its traceback
+out_console = _console()
+err_console = _console(stderr=True)
+
+
+def _print_json(data: object) -> None:
+    """``--json``: one JSON document on stdout (no markup, no wrapping; NaN as null, as in summary.json)."""
+    from reid_engine.outputs.tables import json_text
+
+    sys.stdout.write(json_text(data))
+
+
+JSON_OPTION = typer.Option(False, "--json", help="print JSON instead of a table (for scripts)")
 
 
 def _say(console: Console, label: str, style: str, message: object) -> None:
@@ -57,6 +79,19 @@ class _Commands(TyperGroup):
                 raise
             _say(err_console, "error", "bold red", exc)
             raise typer.Exit(exit_code(exc)) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own: usage errors, --help, typer.Exit
+        except sqlite3.Error as exc:  # one the gallery database did not translate itself
+            _say(err_console, "error", "bold red", f"gallery database: {exc}; if another reid-engine run uses the "
+                 "same --db, wait for it to finish (or pass another --db), else run again")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # noqa: BLE001 - no traceback, whatever the exception class
+            if os.environ.get(DEBUG_ENV):
+                raise
+            reason = " ".join(str(exc).split())[:500] or "(no message)"
+            _say(err_console, "error", "bold red", f"unexpected {type(exc).__name__}: {reason}. This is a bug in "
+                 f"reid-engine or in a plugin: run again with {DEBUG_ENV}=1 to see where, and report it")
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
@@ -125,12 +160,14 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="write report.html"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     explain_top: int = typer.Option(1, "--explain-top", min=0, help="report.html: match drawings of each query's top K candidates (first pipeline; 0 = none)"),
+    as_json: bool = typer.Option(False, "--json", help="print summary.json, the output paths and every prediction as JSON instead of the table"),
 ) -> None:
     """Identify each query photo as a known individual or a new one."""
-    _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top)
+    _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top, as_json)
 
 
-def _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top=1) -> None:
+def _run(species, gallery, query, split, db, out, top_k, device, profile_file, report, quiet, explain_top=1,
+         as_json=False) -> None:
     from reid_engine.commands.run import run as run_pipeline
     from reid_engine.runs import RunOptions
 
@@ -154,6 +191,14 @@ def _run(species, gallery, query, split, db, out, top_k, device, profile_file, r
     result = run_pipeline(options, table, progress=not quiet and sys.stderr.isatty())
     for notice in result.notices:
         _notice(notice)
+    if as_json:
+        from reid_engine.outputs.run_outputs import run_summary
+
+        _print_json({**run_summary(result, options), "outputs": {k: str(v) for k, v in result.outputs.items()},
+                     "predictions": [{"image_id": p.image_id, "path": p.path, "prediction": p.prediction,
+                                      "score": p.score, "decision": p.decision, "truth": p.truth}
+                                     for p in result.predictions]})
+        return
     _print_result(result, profile, options)
 
 
@@ -318,11 +363,18 @@ def segment(
 
 
 @app.command()
-def plugins() -> None:
+def plugins(as_json: bool = JSON_OPTION) -> None:
     """List every plugin: name, kind, version, and where it came from."""
     from reid_engine.registry import PluginTable
 
     table = PluginTable.discover()
+    if as_json:
+        _print_json({"plugins": [{"name": s.name, "kind": s.kind, "version": s.version, "from": s.source,
+                                  "entry_point": s.entry_point.split(" = ")[0], "description": s.description}
+                                 for s in table.all()],
+                     "failed": [{"entry_point": b.entry_point, "target": b.target, "from": b.source, "error": b.error}
+                                for b in table.broken]})
+        return
     t = Table(title="reid-engine plugins")
     t.add_column("name", no_wrap=True)
     t.add_column("kind", no_wrap=True)
@@ -337,10 +389,15 @@ def plugins() -> None:
 
 
 @app.command()
-def profiles() -> None:
+def profiles(as_json: bool = JSON_OPTION) -> None:
     """List the shipped species profiles."""
     from reid_engine.registry.profiles import builtin_profiles, load_profile_file
 
+    if as_json:
+        found = [(name, path, load_profile_file(path)) for name, path in sorted(builtin_profiles().items())]
+        _print_json([{"name": name, "description": p.description, "pipelines": [x.name for x in p.pipelines],
+                      "file": str(path)} for name, path, p in found])
+        return
     t = Table(title="species profiles (--species NAME)")
     for col in ("name", "description", "pipelines", "file"):
         t.add_column(col, overflow="fold")
@@ -361,12 +418,16 @@ _STATE_STYLE = {"present": "green", "missing": "yellow", "corrupt": "bold red"}
 
 
 @weights_app.command("list")
-def weights_list() -> None:
+def weights_list(as_json: bool = JSON_OPTION) -> None:
     """Every known weight: whether it is installed, where, and its licence."""
     from reid_engine.weights import status, weights_dir
 
     rows = status()
-    t = Table(title=escape(f"model weights (cache/ = {weights_dir()})"), expand=True)
+    if as_json:
+        _print_json([{"name": spec.name, "state": state.partition(" (")[0], "detail": state, "path": str(path),
+                      "licence": spec.licence, "note": spec.note} for spec, state, path in rows])
+        return
+    t = Table(title=escape(f"model weights (cache/ = {weights_dir()})"), expand=out_console.is_terminal)
     t.add_column("name", no_wrap=True)
     t.add_column("state", no_wrap=True)
     t.add_column("where", overflow="fold", ratio=3)

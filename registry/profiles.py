@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,10 @@ class ImageSettings:
 
     max_side: int = 1600
     min_side: int = 32
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_side <= self.max_side:
+            raise ValueError(f"min_side ({self.min_side}) must be at least 1 and at most max_side ({self.max_side})")
 
 
 @dataclass(frozen=True)
@@ -200,9 +205,12 @@ def _settings(cls: type, table: Any, where: str, **fixed: Any) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
     _check_keys(table, _allowed_keys(cls, exclude=fixed), where)
-    hints = __import__("typing").get_type_hints(cls)
+    hints = typing.get_type_hints(cls)
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
-    return cls(**values, **fixed)
+    try:
+        return cls(**values, **fixed)
+    except ValueError as exc:  # the settings' own checks (__post_init__): found now, not after hours of work
+        raise ConfigError(f"{where}: {exc}; fix the profile") from None
 
 
 def _plugin_ref(value: Any, where: str) -> PluginRef:

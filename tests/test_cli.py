@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,41 @@ def test_plugins_and_profiles_commands():
     profiles = run_cli("profiles", env={"COLUMNS": "250"})
     for name in ("seal", "nyala", "generic"):
         assert name in profiles.stdout
+
+
+# -- output for pipes and scripts ------------------------------------------------------------
+def test_run_json_prints_the_summary_every_prediction_and_the_outputs(first_run, seal_data, fast_profile, tmp_path):
+    out, _ = first_run
+    result = run_cli("run", "--profile", str(fast_profile), "--query", str(seal_data.query_csv),
+                     "--db", str(out / "gallery.db"), "--out", str(tmp_path / "again"), "--quiet", "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)  # stdout is one JSON document, nothing else
+    on_disk = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert {k: printed[k] for k in ("profile", "metrics", "counts", "threshold")} == \
+        {k: on_disk[k] for k in ("profile", "metrics", "counts", "threshold")}
+    assert len(printed["predictions"]) == len(_rows(seal_data.query_csv))
+    assert {p["image_id"]: p["prediction"] for p in printed["predictions"]} == \
+        {r["image_id"]: r["prediction"] for r in _rows(tmp_path / "again" / "predictions.csv")}
+    assert all(Path(p).is_file() for p in printed["outputs"].values())
+
+
+@pytest.mark.parametrize("command, key", [(("plugins", "--json"), "plugins"), (("profiles", "--json"), None),
+                                          (("weights", "list", "--json"), None)])
+def test_listings_take_json(command, key):
+    result = run_cli(*command)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    rows = listed[key] if key else listed
+    names = {r["name"] for r in rows}
+    expected = {"plugins": {"lightglue", "hessaff-rootsift", "isnet"}, "profiles": {"seal", "nyala", "generic"},
+                "weights": {"aliked-n16", "isnet-small"}}[command[0]]
+    assert expected <= names
+
+
+def test_tables_printed_to_a_pipe_are_not_cut_to_80_columns():
+    listed = json.loads(run_cli("plugins", "--json").stdout)["plugins"]
+    piped = run_cli("plugins", env={"COLUMNS": ""})  # stdout is a pipe here
+    assert piped.returncode == 0 and "…" not in piped.stdout
+    lines = piped.stdout.splitlines()
+    for plugin in listed:  # each plugin on one whole line, with its source
+        assert any(plugin["name"] in line and plugin["from"] in line for line in lines), plugin["name"]

@@ -16,19 +16,29 @@ from reid_engine.outputs.tables import (
 from reid_engine.runs import RunOptions, RunResult
 
 
-def write_run_outputs(result: RunResult, options: RunOptions, make_evidence: Callable[[], object] | None = None) -> None:
+def run_summary(result: RunResult, options: RunOptions) -> dict:
+    """summary.json's content (also ``reid-engine run --json``): profile, database, metrics,
+    counts, timings, threshold, calibration, notices and the ``[segment]`` settings. It holds
+    the result's own notices and timings, so what is added to them later shows in it."""
+    summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
+               "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
+               "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
+    if options.profile.segment is not None:  # which animal of each photo was used, and how
+        summary["segment"] = dataclasses.asdict(options.profile.segment)
+    return summary
 
+
+def write_run_outputs(result: RunResult, options: RunOptions, make_evidence: Callable[[], object] | None = None) -> None:
+    """predictions.csv, ranking.csv, errors.csv, report.html (with ``make_evidence()``'s match
+    drawings when it gives them) and summary.json, last, into ``options.out``; sets
+    ``result.outputs`` to their paths."""
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("predictions.csv", "ranking.csv", "errors.csv", "summary.json")}
     write_predictions(paths["predictions.csv"], result.predictions)
     write_ranking(paths["ranking.csv"], result.predictions)
     write_errors(paths["errors.csv"], result.errors)
-    summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
-               "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
-               "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
-    if options.profile.segment is not None:  # which animal of each photo was used, and how
-        summary["segment"] = dataclasses.asdict(options.profile.segment)
+    summary = run_summary(result, options)
     try:
         if options.write_report:
             paths["report.html"] = write_run_report(out / "report.html", result, options, make_evidence)

@@ -68,5 +68,10 @@ def _no_nan(value: object) -> object:
     return value
 
 
+def json_text(data: object) -> str:
+    """``data`` as a JSON document (NaN/inf as null, keys sorted, 2-space indent, final newline)."""
+    return json.dumps(_no_nan(data), indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json(path: Path, data: object) -> None:
-    write_atomic(path, json.dumps(_no_nan(data), indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(path, json_text(data))

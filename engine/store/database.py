@@ -74,6 +74,20 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def database_error(path: Path, exc: sqlite3.Error) -> DatabaseError:
+    """One sentence for an SQLite error on the database at ``path`` that names the real cause."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return DatabaseError(f"{path}: the gallery database is locked by another process (another reid-engine run?) "
+                             "and stayed locked for 30 s; wait for it to finish, or pass another --db")
+    if "readonly" in text or "read-only" in text or "unable to open" in text or "disk i/o" in text:
+        return DatabaseError(f"{path}: the gallery database cannot be written ({exc}): check that the file and its "
+                             "folder are writable and the disk is mounted read-write, or pass another --db")
+    if "not a database" in text or "malformed" in text or "encrypted" in text:
+        return DatabaseError(f"{path}: not a reid-engine gallery database ({exc}); pass another --db path")
+    return DatabaseError(f"{path}: gallery database error ({exc}); run again, and if it persists pass another --db")
+
+
 def feature_key(content_hash: str, plugin: str, version: str, config_hash: str) -> str:
     """Cache key of one image's features under one plugin config (hex, 40 chars)."""
     raw = f"{content_hash}|{plugin}|{version}|{config_hash}".encode()
@@ -108,9 +122,7 @@ class GalleryDatabase:
             self.conn.execute("PRAGMA foreign_keys=ON")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise DatabaseError(
-                f"{self.path}: not a reid-engine gallery database ({exc}); pass another --db path"
-            ) from None
+            raise database_error(self.path, exc) from None
         if version > SCHEMA_VERSION:
             self.conn.close()
             raise DatabaseError(

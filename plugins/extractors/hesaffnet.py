@@ -78,6 +78,8 @@ class KeyNetAffNetConfig:
     checkpoint_sha256: str = ""
 
     def __post_init__(self) -> None:
+        if self.max_keypoints < 1:
+            raise ValueError(f"max_keypoints must be at least 1, got {self.max_keypoints}")
         _pin_checkpoint(self)
 
 

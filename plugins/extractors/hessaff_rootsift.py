@@ -39,6 +39,10 @@ class HessAffRootSiftConfig:
     patch_size: int = 32
     mr_size: float = 6.0
 
+    def __post_init__(self) -> None:
+        if self.max_keypoints < 1:
+            raise ValueError(f"max_keypoints must be at least 1, got {self.max_keypoints}")
+
 
 class HessAffRootSift(Extractor):
     """Weight-free Hessian-affine regions with RootSIFT descriptors (kornia)."""

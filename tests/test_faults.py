@@ -1,0 +1,112 @@
+"""Bad input and faults, as a list a reviewer reads: each case → what the user sees.
+
+Every case ends in ONE line on stderr that names the cause and what to do, the documented
+exit code (2: the user must change what they passed; 1: a failure), and no traceback.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reid_engine.errors import DatabaseError
+from reid_engine.store.database import database_error
+from tests.conftest import REPO, run_cli
+
+GENERIC = (REPO / "registry" / "profiles" / "generic.toml").read_text()
+
+
+def _profile(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in GENERIC
+    path = tmp_path / "bad.toml"
+    path.write_text(GENERIC.replace(old, new))
+    return path
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+# case → (arguments, exit code, words the one line must hold)
+CASES = {
+    "a CUDA device this machine does not have (--device cuda:7)":
+        (lambda tmp: ["segment", str(tmp), "--species", "nyala", "--device", "cuda:7", "--db", str(tmp / "g.db")],
+         2, ["--device cuda:7", "use --device auto, cpu"]),
+    "a malformed device string (--device cuda:x)":
+        (lambda tmp: ["segment", str(tmp), "--species", "nyala", "--device", "cuda:x", "--db", str(tmp / "g.db")],
+         2, ["--device cuda:x"]),
+    "[image] max_side below min_side: refused when the profile loads, naming the table and keys":
+        (lambda tmp: ["run", "--profile", str(_profile(tmp, "max_side = 1600", "max_side = 16\nmin_side = 32")),
+                      "--query", str(tmp), "--out", str(tmp / "out")],
+         2, ["[image]", "min_side", "max_side"]),
+    "an extractor asked for 0 keypoints: refused when the profile loads, naming the key":
+        (lambda tmp: ["run", "--profile", str(_profile(tmp, "max_keypoints = 1024", "max_keypoints = 0")),
+                      "--query", str(tmp), "--out", str(tmp / "out")],
+         2, ["max_keypoints", "at least 1"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_case(case, tmp_path):
+    make_args, code, words = CASES[case]
+    if "cuda:7" in case:
+        import torch
+
+        if torch.cuda.device_count() > 7:
+            pytest.skip("this machine has a cuda:7")
+    (tmp_path / "q.png").write_bytes((REPO / "tests" / "thirdparty_plugin" / "pyproject.toml").read_bytes())
+    result = run_cli(*make_args(tmp_path))
+    assert result.returncode == code, result.stderr
+    line = _one_line(result.stderr)
+    assert line.startswith("error: ") and all(w in line for w in words), line
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+# an exception the engine never meant to raise, escaping from a command
+@pytest.mark.parametrize("exc, words", [
+    (RuntimeError("CUDA error: device-side assert triggered"), ["unexpected RuntimeError", "REID_ENGINE_DEBUG=1"]),
+    (KeyError("pipelines"), ["unexpected KeyError", "report it"]),
+    (sqlite3.OperationalError("database is locked"), ["gallery database: database is locked", "--db"]),
+])
+def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch, exc, words):
+    from reid_engine.cli import app
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.delenv("REID_ENGINE_DEBUG", raising=False)
+    monkeypatch.setattr("reid_engine.weights.status", fail)
+    result = CliRunner().invoke(app, ["weights", "list"])
+    assert result.exit_code == 1
+    line = _one_line(result.stderr)
+    assert all(w in line for w in words), line
+
+
+def test_reid_engine_debug_shows_the_traceback_of_an_unexpected_exception(monkeypatch):
+    from reid_engine.cli import app
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("where did this come from")
+
+    monkeypatch.setenv("REID_ENGINE_DEBUG", "1")
+    monkeypatch.setattr("reid_engine.weights.status", fail)
+    result = CliRunner().invoke(app, ["weights", "list"])
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+# the gallery database's SQLite errors name the real cause
+@pytest.mark.parametrize("sqlite_message, words", [
+    ("database is locked", ["locked by another process", "wait for it to finish"]),
+    ("attempt to write a readonly database", ["cannot be written", "writable"]),
+    ("unable to open database file", ["cannot be written"]),
+    ("file is not a database", ["not a reid-engine gallery database"]),
+])
+def test_sqlite_errors_name_the_cause(sqlite_message, words):
+    error = database_error(Path("/data/g.db"), sqlite3.OperationalError(sqlite_message))
+    assert isinstance(error, DatabaseError) and str(error).startswith("/data/g.db: ")
+    assert all(w in str(error) for w in words), str(error)
