@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 
 from reid_engine.errors import ReidError, UsageError, exit_code
 
+
 def _console(stderr: bool = False) -> Console:
     """A terminal gets rich's width; a pipe or a file gets whole lines (no 80-column cut, so
     ``reid-engine plugins | grep`` sees full names), unless COLUMNS says otherwise. The console
