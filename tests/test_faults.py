@@ -42,12 +42,16 @@ CASES = {
          2, ["--device cuda:x"]),
     "[image] max_side below min_side: refused when the profile loads, naming the table and keys":
         (lambda tmp: ["run", "--profile", str(_profile(tmp, "max_side = 1600", "max_side = 16\nmin_side = 32")),
-                      "--query", str(tmp), "--out", str(tmp / "out")],
+                      "--query", str(tmp), "--out", str(tmp / "out"), "--db", str(tmp / "g.db")],
          2, ["[image]", "min_side", "max_side"]),
     "an extractor asked for 0 keypoints: refused when the profile loads, naming the key":
         (lambda tmp: ["run", "--profile", str(_profile(tmp, "max_keypoints = 1024", "max_keypoints = 0")),
-                      "--query", str(tmp), "--out", str(tmp / "out")],
+                      "--query", str(tmp), "--out", str(tmp / "out"), "--db", str(tmp / "g.db")],
          2, ["max_keypoints", "at least 1"]),
+    "--out names a file: a usage error before any photo is enrolled":
+        (lambda tmp: ["run", "--species", "generic", "--query", str(tmp), "--gallery", str(tmp),
+                      "--out", str(tmp / "q.png"), "--db", str(tmp / "g.db")],
+         2, ["--out", "is a file, not a folder"]),
 }
 
 
@@ -64,7 +68,7 @@ def test_case(case, tmp_path):
     assert result.returncode == code, result.stderr
     line = _one_line(result.stderr)
     assert line.startswith("error: ") and all(w in line for w in words), line
-    assert not (tmp_path / "out").exists()  # refused before any work
+    assert not (tmp_path / "out").exists() and not (tmp_path / "g.db").exists()  # refused before any work
 
 
 # an exception the engine never meant to raise, escaping from a command

@@ -22,7 +22,7 @@ from reid_engine.inputs.manifests import UNKNOWN_GROUP, run_manifests
 from reid_engine.inputs.views import gallery_record, segmentation_of
 from reid_engine.metrics import evaluate
 from reid_engine.outputs.evidence import ReportEvidence
-from reid_engine.outputs.run_outputs import write_run_outputs
+from reid_engine.outputs.run_outputs import check_out_folder, write_run_outputs
 from reid_engine.outputs.tables import write_errors
 from reid_engine.progress import Progress, timed
 from reid_engine.records import ImageError
@@ -42,6 +42,7 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     device = resolve_device(options.device)
     profile = options.profile
     errors: list[ImageError] = []
+    check_out_folder(options.out)
     gallery_manifest, query_manifest = run_manifests(options.gallery, options.query, options.split, table)
     notices = [n for m in (gallery_manifest, query_manifest) if m is not None for n in m.notices]
     # after the manifests: a wrong path is reported before a missing model weight

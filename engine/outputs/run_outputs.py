@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
+from reid_engine.errors import UsageError
 from reid_engine.outputs.report import write_report
 from reid_engine.outputs.tables import (
     write_errors,
@@ -106,3 +107,10 @@ def write_run_report(path: Path, result: RunResult, options: RunOptions,
         result.notices.append(f"report.html: match drawings failed for {evidence.failed} of "
                               f"{len(result.predictions)} queries; their rows say why (first: {evidence.first_failure})")
     return report
+
+
+def check_out_folder(out: Path | None) -> None:
+    """``--out`` must be a folder (created when missing): a file there is a UsageError, found
+    before any work is done."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder; pass a folder for the outputs (it is created if missing)")
