@@ -9,12 +9,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from reid_engine.errors import DatabaseError
 from reid_engine.store.database import database_error
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, write_image
 
 GENERIC = (REPO / "registry" / "profiles" / "generic.toml").read_text()
 
@@ -52,7 +53,17 @@ CASES = {
         (lambda tmp: ["run", "--species", "generic", "--query", str(tmp), "--gallery", str(tmp),
                       "--out", str(tmp / "q.png"), "--db", str(tmp / "g.db")],
          2, ["--out", "is a file, not a folder"]),
+    "a gallery identity named new_individual (the reserved answer 'not in the gallery')":
+        (lambda tmp: ["enroll", "--gallery", str(_reserved_gallery(tmp)), "--db", str(tmp / "g.db"), "--no-extract"],
+         2, ["'new_individual'", "reserved", "new_individual/b"]),
 }
+
+
+def _reserved_gallery(tmp: Path) -> Path:
+    for name in ("seal_a/a.png", "new_individual/b.png"):
+        (tmp / "gallery" / name).parent.mkdir(parents=True, exist_ok=True)
+        write_image(tmp / "gallery" / name, np.full((64, 64, 3), 128, np.uint8))
+    return tmp / "gallery"
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -26,9 +26,19 @@ def load_manifest(path: Path, role: str, table: PluginTable) -> Manifest:
         spec = table.get("dataset", name)
         adapter = spec.build(spec.make_config({}), "cpu")
         if adapter.can_load(path):
-            return adapter.load(path, role)
+            return _no_reserved_identity(adapter.load(path, role))
     adapters = ", ".join(table.names("dataset")) or "none installed"
     raise ManifestError(f"{path}: no dataset adapter reads this (adapters: {adapters}); pass a .csv file or a folder")
+
+
+def _no_reserved_identity(manifest: Manifest) -> Manifest:
+    """``new_individual`` is the answer "not in the gallery": no photo may be labelled with it."""
+    reserved = [r for r in manifest.records if r.identity == NEW_INDIVIDUAL]
+    if reserved:
+        raise ManifestError(f"{manifest.source}: {len(reserved)} photo(s) are labelled {NEW_INDIVIDUAL!r} (first: image "
+                            f"{reserved[0].image_id}); that name is reserved for \"not in the gallery\": give those "
+                            "photos their individual's name, or leave them out of the gallery")
+    return manifest
 
 
 def apply_split(manifest: Manifest, split_csv: Path) -> tuple[Manifest, Manifest]:
