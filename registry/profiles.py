@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from .spec import ConfigError, _coerce
+from .spec import ConfigError, coerce_value
 
 PROFILE_PACKAGE = "reid_engine.registry"
 FALLBACK_SPECIES = "generic"
@@ -206,7 +206,7 @@ def _settings(cls: type, table: Any, where: str, **fixed: Any) -> Any:
         raise ConfigError(f"{where}: expected a table, got {table!r}")
     _check_keys(table, _allowed_keys(cls, exclude=fixed), where)
     hints = typing.get_type_hints(cls)
-    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
+    values = {k: coerce_value(v, hints[k], f"{where}.{k}") for k, v in table.items()}
     try:
         return cls(**values, **fixed)
     except ValueError as exc:  # the settings' own checks (__post_init__): found now, not after hours of work
@@ -303,7 +303,7 @@ def parse_profile(data: dict, source: str) -> Profile:
             distinct = _settings(DistinctivenessSettings, distinct, f"{where}.distinctiveness")
             if distinct.per_image < 1 or distinct.neighbours < 1:
                 raise ConfigError(f"{where}.distinctiveness: per_image and neighbours must be at least 1")
-        weight = _coerce(entry.get("weight", 1.0), float, f"{where}.weight")
+        weight = coerce_value(entry.get("weight", 1.0), float, f"{where}.weight")
         if weight < 0:
             raise ConfigError(f"{where}.weight: must be ≥ 0")
         pipelines.append(
@@ -322,7 +322,7 @@ def parse_profile(data: dict, source: str) -> Profile:
     decision = _settings(DecisionSettings, data.get("decision", {}), f"{source} [decision]")
     if not 0.0 <= decision.threshold <= 1.0:
         raise ConfigError(f"{source} [decision].threshold: must lie in [0, 1], got {decision.threshold}")
-    species = _coerce(head.get("species", []), tuple[str, ...], f"{source} [profile].species")
+    species = coerce_value(head.get("species", []), tuple[str, ...], f"{source} [profile].species")
     trained = (_trained_embedder_settings(data["trained_embedder"], f"{source} [trained_embedder]")
                if "trained_embedder" in data else None)
     return Profile(

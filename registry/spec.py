@@ -66,14 +66,14 @@ class PluginSpec:
             )
         hints = typing.get_type_hints(self.config_cls)
         for key, value in options.items():
-            options[key] = _coerce(value, hints.get(key), f"{prefix}{self.name}.{key}")
+            options[key] = coerce_value(value, hints.get(key), f"{prefix}{self.name}.{key}")
         try:
             return self.config_cls(**options)
         except ValueError as exc:  # the config's own checks (``__post_init__``): a profile error, not a crash
             raise ConfigError(f"{prefix}{self.kind} {self.name!r} rejects its options: {exc}") from None
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+def coerce_value(value: Any, hint: Any, where: str) -> Any:
     """Check (and lightly convert: int → float, list → tuple) a TOML value against a type hint."""
     if hint is None or hint is Any:
         return value
@@ -87,7 +87,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return coerce_value(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
@@ -99,7 +99,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else None
-        return tuple(_coerce(v, inner, where) for v in value)
+        return tuple(coerce_value(v, inner, where) for v in value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")

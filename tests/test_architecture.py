@@ -80,7 +80,7 @@ def test_no_imports_inside_functions_between_engine_modules():
 
 def test_no_private_name_is_imported_across_modules():
     private = [f"{path}:{node.lineno}: {a.name} from {module}"
-               for path in _modules() + sorted((REPO / "plugins").rglob("*.py"))
+               for path in _modules() + sorted((REPO / "plugins").rglob("*.py")) + sorted((REPO / "registry").rglob("*.py"))
                for node, module, _, _ in _imports(path)
                if isinstance(node, ast.ImportFrom) and not module.startswith("reid_engine.plugins.")
                for a in node.names if a.name.startswith("_")]
