@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare two output trees byte for byte; for summary.json/report.html also after masking
+"""Compare two output trees byte for byte (usage: compare_outputs.py OLD NEW FILE...); for summary.json/report.html also after masking
 timings, the generation time and the profile's path (what legitimately differs)."""
 import json, re, sys, hashlib
 from pathlib import Path
@@ -11,7 +11,12 @@ def norm_json(p):
     return json.dumps(d, sort_keys=True)
 def norm_html(p):
     t = p.read_text()
-    t = re.sub(r"/tmp/byte/[a-z]+/", "/tmp/byte/OUT/", t).replace("/tmp/baseshim/reid_engine/", "/work/main/")
+    for tree in (a, b):  # the two output folders' own absolute paths
+        t = t.replace(str(tree.resolve()) + "/", "OUT/")
+    roots = {m for part in t.split("<") if "/registry/profiles/" in part and len(part) < 4000
+             for m in re.findall(r"[^\s\"'>]*/registry/profiles/", part)}
+    for root in roots:  # where each tree's profiles live
+        t = t.replace(root, "PROFILES/")
     t = re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated T", t)
     # timing rows of the header table: <th>xxx_s</th><td>n</td>
     t = re.sub(r"(<th>[a-z_]+_s</th>\s*</tr>|<th>[a-z_]+_s</th>\s*<td>)[0-9.]+(</td>)", r"\1T\2", t)
