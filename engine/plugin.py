@@ -65,8 +65,8 @@ options raise ValueError in the config's ``__post_init__`` or in ``build``; a me
 user is a :class:`ReidError` (:class:`UsageError` when the user must change what they passed).
 
 Also here: the records (:class:`LoadedImage`, :class:`LocalFeatures`, :class:`Matches`,
-:class:`ImageRecord`, :class:`Manifest`), the errors, weight loading (``load_weights(module,
-name)`` loads a verified file of ``reid-engine weights``; ``weight_path``, ``weight_state``,
+:class:`ImageRecord`, :class:`Manifest`, whose ``skipped`` files are :class:`ImageError` rows),
+the errors, weight loading (``load_weights(module, name)`` loads a verified file of ``reid-engine weights``; ``weight_path``, ``weight_state``,
 descriptor checkpoints), thread settings for onnxruntime, the extractors' image-tensor helpers
 (``rgb_tensor``, ``grey_tensor``, ``mask_tensor``, ``point_features``...) and the trained re-ID
 embedding models. Importing this module is cheap (no torch): the torch-based helpers are
@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from reid_engine.errors import ManifestError, ReidError, UsageError
-from reid_engine.records import ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches
+from reid_engine.records import ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches
 from reid_engine.registry import EmptyConfig, PluginSpec, hookimpl
 from reid_engine.threads import configured as configured_threads
 from reid_engine.threads import onnx_session_options
@@ -110,6 +110,7 @@ __all__ = [
     "EmbedderSpec",
     "EmptyConfig",
     "Extractor",
+    "ImageError",
     "ImageRecord",
     "LoadedImage",
     "LocalFeatures",

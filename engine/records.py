@@ -44,6 +44,7 @@ class Manifest:
     records: tuple[ImageRecord, ...]
     source: str
     notices: tuple[str, ...] = ()
+    skipped: tuple[ImageError, ...] = ()  # files the loader passed over, each with why (go to errors.csv)
 
     def __len__(self) -> int:
         return len(self.records)

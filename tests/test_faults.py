@@ -6,6 +6,8 @@ exit code (2: the user must change what they passed; 1: a failure), and no trace
 
 from __future__ import annotations
 
+import csv
+import os
 import sqlite3
 from pathlib import Path
 
@@ -125,3 +127,36 @@ def test_sqlite_errors_name_the_cause(sqlite_message, words):
     error = database_error(Path("/data/g.db"), sqlite3.OperationalError(sqlite_message))
     assert isinstance(error, DatabaseError) and str(error).startswith("/data/g.db: ")
     assert all(w in str(error) for w in words), str(error)
+
+
+# nothing the engine passes over is silent
+def test_a_folder_scan_lists_every_file_it_passes_over(tmp_path):
+    gallery = _reserved_gallery(tmp_path)  # seal_a/a.png, new_individual/b.png
+    (gallery / "new_individual" / "b.png").rename(gallery / "seal_a" / "c.png")
+    (gallery / "new_individual").rmdir()
+    (gallery / "seal_a" / "d.heic").write_bytes(b"ftypheic")
+    (gallery / "seal_a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(gallery / "seal_a" / "pipe.jpg")  # would block a reader forever
+    write_image(gallery / "loose.png", np.full((64, 64, 3), 90, np.uint8))  # no identity folder
+    result = run_cli("enroll", "--gallery", str(gallery), "--db", str(tmp_path / "g.db"), "--no-extract", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "enrolled 2 new image(s)" in result.stdout
+    rows = {r["image_id"]: r for r in csv.DictReader(open(tmp_path / "g-enroll-errors.csv"))}
+    assert {i: rows[i]["stage"] for i in rows} == {"seal_a/d": "scan", "seal_a/gone": "scan", "seal_a/pipe": "scan",
+                                                  "loose": "scan"}
+    assert ".heic is not an image format" in rows["seal_a/d"]["reason"]
+    assert "does not exist" in rows["seal_a/gone"]["reason"]
+    assert "not a regular file" in rows["seal_a/pipe"]["reason"]
+    assert "no identity" in rows["loose"]["reason"]
+
+
+def test_a_manifest_row_naming_a_fifo_is_refused_not_read(tmp_path):
+    write_image(tmp_path / "a.png", np.full((64, 64, 3), 128, np.uint8))
+    os.mkfifo(tmp_path / "b.png")
+    (tmp_path / "g.csv").write_text("image_id,identity,path\na,seal_a,a.png\nb,seal_a,b.png\n")
+    result = run_cli("enroll", "--gallery", str(tmp_path / "g.csv"), "--db", str(tmp_path / "g.db"), "--no-extract",
+                     timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "g-enroll-errors.csv")))
+    assert [(r["image_id"], r["stage"]) for r in rows] == [("b", "enroll")]
+    assert "not a regular file" in rows[0]["reason"]

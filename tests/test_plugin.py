@@ -26,6 +26,7 @@ PUBLIC_NAMES = [
     "EmbedderSpec",
     "EmptyConfig",
     "Extractor",
+    "ImageError",
     "ImageRecord",
     "LoadedImage",
     "LocalFeatures",

@@ -45,6 +45,7 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     check_out_folder(options.out)
     gallery_manifest, query_manifest = run_manifests(options.gallery, options.query, options.split, table)
     notices = [n for m in (gallery_manifest, query_manifest) if m is not None for n in m.notices]
+    errors.extend(query_manifest.skipped)  # the gallery's are added when it is enrolled
     # after the manifests: a wrong path is reported before a missing model weight
     components = build_components(profile, table, device)
 

@@ -16,15 +16,21 @@ from reid_engine.progress import Progress
 from reid_engine.records import NEW_INDIVIDUAL, ImageError, ImageRecord, Manifest
 from reid_engine.registry.profiles import Profile
 from reid_engine.store.database import GalleryDatabase, GalleryImage, content_hash
-from reid_engine.store.features import FeatureCache, ensure_features
+from reid_engine.store.features import FeatureCache, ensure_features, not_a_regular_file
 
 METADATA_FIELDS = ("bbox", "mask_path", "segmentation", "date", "orientation", "species", "sequence", "keypoints")
 
 
 def enroll_manifest(db: GalleryDatabase, manifest: Manifest, errors: list[ImageError]) -> tuple[int, int]:
-    """Hash and enrol a labelled manifest's images; unreadable files go to ``errors``."""
+    """Hash and enrol a labelled manifest's images; unreadable files, and the files its loader
+    passed over (``manifest.skipped``), go to ``errors``."""
+    errors.extend(manifest.skipped)
     entries = []
     for record in manifest.records:
+        special = not_a_regular_file(Path(record.path))
+        if special:
+            errors.append(ImageError(record.image_id, str(record.path), "enroll", special))
+            continue
         try:
             data = Path(record.path).read_bytes()
         except OSError as exc:

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFile, ImageOps, UnidentifiedImageError
 from reid_engine.errors import ImageDecodeError
 from reid_engine.records import ImageRecord, LoadedImage
 from reid_engine.store.database import content_hash
+from reid_engine.store.features import not_a_regular_file
 
 # Photos of 12000 px and more are legitimate here; they are reduced on load. The cap only
 # guards against decompression bombs (files that claim absurd sizes).
@@ -87,6 +88,9 @@ def decode_image(data: bytes, name: str, max_side: int = 1600, min_side: int = 3
 def read_image(record: ImageRecord, max_side: int = 1600, min_side: int = 32) -> LoadedImage:
     """Read, hash and decode the photo of ``record``, with its mask from the manifest if any."""
     path = Path(record.path)
+    special = not_a_regular_file(path)
+    if special:
+        raise ImageDecodeError(special)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -89,7 +89,7 @@ def apply_split(manifest: Manifest, split_csv: Path) -> tuple[Manifest, Manifest
         if r.truth and r.truth not in gallery_ids else r
         for r in query
     ]
-    return (Manifest(tuple(gallery), f"{manifest.source} [{split_csv.name}: gallery]", manifest.notices),
+    return (Manifest(tuple(gallery), f"{manifest.source} [{split_csv.name}: gallery]", manifest.notices, manifest.skipped),
             Manifest(tuple(query), f"{manifest.source} [{split_csv.name}: query]"))
 
 

@@ -115,7 +115,17 @@ def ensure_features(
     return keys
 
 
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` must not be read (a FIFO, device or socket would block or never end), or None."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        return f"{path}: not a regular file (a FIFO, device or socket); it was not read"
+    return None
+
+
 def _read_bytes(record: ImageRecord) -> bytes:
+    special = not_a_regular_file(Path(record.path))
+    if special:
+        raise ImageDecodeError(special)
     try:
         return Path(record.path).read_bytes()
     except FileNotFoundError:

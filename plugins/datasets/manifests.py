@@ -6,11 +6,12 @@ Registered through the ``reid_engine.plugins`` entry-point group like any third-
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reid_engine.plugin import DatasetLoader, ImageRecord, Manifest, ManifestError, PluginSpec, hookimpl
+from reid_engine.plugin import DatasetLoader, ImageError, ImageRecord, Manifest, ManifestError, PluginSpec, hookimpl
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jfif"}
 OPTIONAL_COLUMNS = (
@@ -151,9 +152,7 @@ class FolderManifestAdapter(DatasetLoader):
 
     def load(self, path: Path, role: str) -> Manifest:
         path = Path(path)
-        images = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
+        images, skipped = _scan(path)
         if not images:
             raise ManifestError(
                 f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
@@ -175,6 +174,8 @@ class FolderManifestAdapter(DatasetLoader):
             if role == "gallery":
                 if len(rel.parts) < 2:
                     loose.append(rel.as_posix())
+                    skipped.append(ImageError(image_id, str(p), "scan", f"{p}: at the top level of the gallery folder, "
+                                              "so it has no identity; put it in a subfolder named after its individual"))
                     continue
                 identity = rel.parts[0]
                 records.append(ImageRecord(image_id=image_id, path=p, identity=identity))
@@ -187,7 +188,30 @@ class FolderManifestAdapter(DatasetLoader):
             )
         if not records:
             raise ManifestError(f"{path}: no images inside identity subfolders; a gallery folder needs <identity>/<photo> files")
-        return Manifest(tuple(records), str(path), tuple(notices))
+        return Manifest(tuple(records), str(path), tuple(notices), tuple(skipped))
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[ImageError]]:
+    """The image files under ``folder`` (sorted; hidden names left out) and every other file
+    passed over, with why: an unsupported format, a dangling link, a special file (FIFO,
+    device, socket: never opened, so a scan cannot hang on one)."""
+    images, skipped = [], []
+    for p in sorted(folder.rglob("*")):
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        image_id = p.relative_to(folder).with_suffix("").as_posix()
+        if p.is_symlink() and not p.exists():
+            reason = f"{p}: a link to {os.readlink(p)}, which does not exist; fix or remove the link"
+        elif not p.is_file():
+            reason = f"{p}: not a regular file (a FIFO, device or socket); it was not read"
+        elif p.suffix.lower() not in IMAGE_SUFFIXES:
+            reason = (f"{p}: {p.suffix or 'no suffix'} is not an image format reid-engine reads "
+                      f"({', '.join(sorted(IMAGE_SUFFIXES))}); convert it (e.g. HEIC to JPEG) or move it out")
+        else:
+            images.append(p)
+            continue
+        skipped.append(ImageError(image_id, str(p), "scan", reason))
+    return images, skipped
 
 
 @hookimpl
