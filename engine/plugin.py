@@ -69,8 +69,8 @@ Also here: the records (:class:`LoadedImage`, :class:`LocalFeatures`, :class:`Ma
 the errors, weight loading (``load_weights(module, name)`` loads a verified file of
 ``reid-engine weights``; ``weight_path``, ``weight_state``, descriptor checkpoints), thread
 settings for onnxruntime, the extractors' image-tensor helpers (``rgb_tensor``, ``grey_tensor``,
-``mask_tensor``, ``point_features``...) and the trained re-ID embedding models. Importing this module is cheap (no torch): the torch-based helpers are
-imported on first use.
+``mask_tensor``, ``point_features``...) and the trained re-ID embedding models. Importing this
+module is cheap (no torch): the torch-based helpers are imported on first use.
 """
 
 from __future__ import annotations
