@@ -24,7 +24,7 @@ Q=$(sed -n 2p demo/demo-data/query.csv | cut -d, -f2); G=$(sed -n 2p demo/demo-d
 $R explain "demo/demo-data/$Q" "demo/demo-data/$G" --species seal --db demo/gallery.db --out explain.png > explain.log 2>&1
 $R segment demo/demo-data/query.csv --species seal --db demo/gallery.db > segment.log 2>&1 || echo "segment rc $?" >> segment.log
 if [ "${NYALA:-1}" = 1 ]; then
-  D="$REPO/../shared/data/nyala-dev"
+  D=$(cd "$REPO/../shared/data/nyala-dev" && pwd)  # resolved: predictions.csv carries the paths
   mkdir ny && cp "${NYALA_DB:?set NYALA_DB, or NYALA=0}" ny/nyala.db && cp -r "$NYALA_DB.d" ny/nyala.db.d
   $R run --species nyala --gallery "$D/metadata.csv" --split "$D/splits/closed.csv" --db ny/nyala.db --out ny/out --quiet > ny.log 2>&1
   rm -rf ny/nyala.db.d
