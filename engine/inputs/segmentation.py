@@ -81,7 +81,7 @@ class Segmentation:
     # -- the network's output, cached ------------------------------------------------------
     def _key(self, content_hash: str) -> str:
         s = self.segmenter
-        return feature_key(content_hash, s.spec.name, s.spec.version, f"{getattr(s.obj, 'model_id', '')}|{PROB_SIDE}")
+        return feature_key(content_hash, s.spec.name, s.spec.version, f"{s.obj.model_id}|{PROB_SIDE}")
 
     def cached_probability(self, content_hash: str) -> np.ndarray | None:
         """The stored probability map, float32 (h, w) in [0, 1], or None."""

@@ -14,9 +14,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
-import os
 import sqlite3
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +23,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from reid_engine.errors import DatabaseError, UsageError
+from reid_engine.files import write_atomic
 
 SCHEMA_VERSION = 1
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # version -> statements that bring a database from version-1 to version (forward only)
 MIGRATIONS: dict[int, list[str]] = {
@@ -218,20 +215,10 @@ class GalleryDatabase:
         return self.blob_dir / kind / key[:2] / f"{key}.npz"
 
     def _write_blob(self, kind: str, key: str, arrays: dict[str, np.ndarray], compress: bool = False) -> int:
-        target = self.blob_path(kind, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         (np.savez_compressed if compress else np.savez)(buffer, **arrays)
         data = buffer.getvalue()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o666 & ~_UMASK)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.blob_path(kind, key), data, prefix=".tmp-")
         return len(data)
 
     def _read_blob(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
