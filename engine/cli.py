@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from reid_engine.errors import ReidError, UsageError, exit_code
+from reid_engine.errors import ReidError, UsageError, exit_code, resource_fault
 
 
 def _console(stderr: bool = False) -> Console:
@@ -78,7 +78,7 @@ class _Commands(TyperGroup):
         except (ReidError, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise
-            _say(err_console, "error", "bold red", exc)
+            _say(err_console, "error", "bold red", resource_fault(exc) or exc)
             raise typer.Exit(exit_code(exc)) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise  # click's own: usage errors, --help, typer.Exit
@@ -89,6 +89,10 @@ class _Commands(TyperGroup):
         except Exception as exc:  # noqa: BLE001 - no traceback, whatever the exception class
             if os.environ.get(DEBUG_ENV):
                 raise
+            fault = resource_fault(exc)  # MemoryError: the machine's fault, not a bug
+            if fault is not None:
+                _say(err_console, "error", "bold red", fault)
+                raise typer.Exit(1) from None
             reason = " ".join(str(exc).split())[:500] or "(no message)"
             _say(err_console, "error", "bold red", f"unexpected {type(exc).__name__}: {reason}. This is a bug in "
                  f"reid-engine or in a plugin: run again with {DEBUG_ENV}=1 to see where, and report it")

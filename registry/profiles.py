@@ -52,11 +52,19 @@ class ShortlistSettings:
     With ``identity_pooling`` an image's similarity is the max of its own and its identity's
     pooled embedding (pooled = the embedder run over all of the identity's images, e.g. one
     Fisher vector over all their local descriptors).
+
+    With ``screen`` (the name of one of the profile's ``[[pipelines]]``, a cheap one) the
+    shortlist is two-staged: that pipeline first scores each query against the embedding's top
+    ``screen_b`` gallery images (0: the whole gallery), and the ``top_b`` images kept are those
+    best by reciprocal-rank fusion of the embedding's ranking and the screen's (k = 60); the
+    other pipelines score only those, the screen's scores of them are reused.
     """
 
     embedder: PluginRef = PluginRef("fisher-vector")
     top_b: int = 50
     identity_pooling: bool = True
+    screen: str = ""
+    screen_b: int = 0
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,10 @@ def parse_profile(data: dict, source: str) -> Profile:
     shortlist = _settings(ShortlistSettings, sl, where, embedder=embedder)
     if shortlist.top_b < 1:
         raise ConfigError(f"{where}.top_b: must be at least 1, got {shortlist.top_b}")
+    if shortlist.screen_b < 0 or (0 < shortlist.screen_b < shortlist.top_b):
+        raise ConfigError(f"{where}.screen_b: 0 (the whole gallery) or at least top_b ({shortlist.top_b}), "
+                          f"got {shortlist.screen_b}")
+    shortlist_where = where
     pipelines = []
     names: set[str] = set()
     for i, entry in enumerate(data.get("pipelines", [])):
@@ -319,6 +331,9 @@ def parse_profile(data: dict, source: str) -> Profile:
         )
     if pipelines and sum(p.weight for p in pipelines) <= 0:
         raise ConfigError(f"{source} [[pipelines]]: the weights sum to zero")
+    if shortlist.screen and shortlist.screen not in names:
+        raise ConfigError(f"{shortlist_where}.screen: {shortlist.screen!r} is not one of the profile's "
+                          f"[[pipelines]] ({', '.join(sorted(names)) or 'it has none'}); name one of them or remove it")
     decision = _settings(DecisionSettings, data.get("decision", {}), f"{source} [decision]")
     if not 0.0 <= decision.threshold <= 1.0:
         raise ConfigError(f"{source} [decision].threshold: must lie in [0, 1], got {decision.threshold}")

@@ -160,3 +160,137 @@ def test_a_manifest_row_naming_a_fifo_is_refused_not_read(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "g-enroll-errors.csv")))
     assert [(r["image_id"], r["stage"]) for r in rows] == [("b", "enroll")]
     assert "not a regular file" in rows[0]["reason"]
+
+
+# a resource fault is a failed run, never "unusable images"
+def test_the_disk_filling_while_features_are_cached_stops_the_run_and_the_next_run_resumes(seal_data, fast_profile,
+                                                                                          tmp_path, monkeypatch):
+    import errno
+
+    from reid_engine.commands.run import run
+    from reid_engine.errors import ResourceError
+    from reid_engine.registry.profiles import load_profile_file
+    from reid_engine.runs import RunOptions
+    from reid_engine.store.features import FeatureCache
+
+    options = RunOptions(load_profile_file(fast_profile), tmp_path / "g.db", tmp_path / "out",
+                         gallery=seal_data.gallery_csv, query=seal_data.query_csv)
+    put, stored = FeatureCache.put, []
+
+    def put_until_full(self, content_hash, built, features):
+        if len(stored) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.db.blob_dir / "features" / "x.npz"))
+        put(self, content_hash, built, features)
+        stored.append(content_hash)
+
+    monkeypatch.setattr(FeatureCache, "put", put_until_full)
+    with pytest.raises(ResourceError, match=r"g\.db\.d/features/x\.npz: no space left on the device; free it.*resumes"):
+        run(options, progress=False)
+    assert not (tmp_path / "out" / "predictions.csv").exists()  # no answer from a partial gallery
+    monkeypatch.setattr(FeatureCache, "put", put)
+    again = run(options, progress=False)
+    assert not again.errors and again.counts["features_reused"] == 5  # kept, not recomputed
+
+
+def test_running_out_of_memory_in_an_extractor_stops_the_run(seal_data, fast_profile, tmp_path, monkeypatch):
+    from reid_engine.commands.run import run
+    from reid_engine.errors import ResourceError
+    from reid_engine.registry.profiles import load_profile_file
+    from reid_engine.runs import RunOptions
+    from reid_engine.store import features
+
+    def no_memory(f):
+        raise MemoryError()
+
+    monkeypatch.setattr(features, "clean_features", no_memory)
+    with pytest.raises(ResourceError, match="out of memory; close other programs"):
+        run(RunOptions(load_profile_file(fast_profile), tmp_path / "g.db", None, gallery=seal_data.gallery_csv,
+                       query=seal_data.query_csv), progress=False)
+
+
+def test_a_full_disk_in_sqlite_is_a_resource_fault():
+    from reid_engine.errors import ResourceError
+
+    error = database_error(Path("/data/g.db"), sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(error, ResourceError) and "no space left" in str(error)
+
+
+def test_a_real_full_disk_is_one_line_and_exit_1(seal_data, fast_profile, tmp_path):
+    """--db on a 1 MiB tmpfs: exit 1 naming the path and the cause, not every photo in errors.csv."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        result = run_cli("run", "--profile", str(fast_profile), "--gallery", str(seal_data.gallery_csv), "--query",
+                         str(seal_data.query_csv), "--db", str(mount / "g.db"), "--out", str(tmp_path / "out"))
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+    assert result.returncode == 1, result.stderr
+    line = _one_line(result.stderr)
+    assert "no space left on the device" in line and str(mount) in line, line
+    assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+# messages name image ids, not content hashes
+def test_cached_features_gone_mid_run_are_named_by_image_id(tmp_path):
+    from types import SimpleNamespace
+
+    from reid_engine.errors import ReidError
+    from reid_engine.store.database import GalleryDatabase
+    from reid_engine.store.features import FeatureCache, LazyFeatures
+
+    key = "ab" * 32
+    with GalleryDatabase(tmp_path / "g.db") as db:
+        cache = FeatureCache(db)
+        cache.image_ids[key] = "seal_a_03"
+        built = SimpleNamespace(cache_id=("aliked", "1", "cfg"), spec=SimpleNamespace(name="aliked"))
+        with pytest.raises(ReidError, match=r"cached features of image 'seal_a_03' \(aliked\) are missing") as caught:
+            LazyFeatures(cache, [key], built)[0]
+    assert key[:12] not in str(caught.value)
+
+
+# gallery integrity: one photo enrolled twice is said, not silently doubled
+def test_the_same_photo_under_two_identities_and_under_new_image_ids_is_said(tmp_path):
+    gallery = _reserved_gallery(tmp_path)  # seal_a/a.png, new_individual/b.png
+    (gallery / "new_individual").rename(gallery / "seal_b")
+    (gallery / "seal_b" / "b.png").write_bytes((gallery / "seal_a" / "a.png").read_bytes())  # a's photo, labelled b
+    first = run_cli("enroll", "--gallery", str(gallery), "--db", str(tmp_path / "g.db"), "--no-extract")
+    assert first.returncode == 0, first.stderr
+    assert "1 photo(s) are the same file under two identities" in " ".join(first.stderr.split())
+    (gallery / "seal_b" / "b.png").unlink()
+    (gallery / "seal_a" / "a-copy.png").write_bytes((gallery / "seal_a" / "a.png").read_bytes())
+    again = run_cli("enroll", "--gallery", str(gallery), "--db", str(tmp_path / "other.db"), "--no-extract")
+    said = " ".join(again.stderr.split())
+    assert again.returncode == 0 and "the same file under several image ids" in said, again.stderr
+    assert "'seal_a/a' (seal_a) = 'seal_a/a-copy' (seal_a)" in said and "two identities" not in said
+
+
+def test_a_file_that_is_no_image_is_not_counted_as_enrolled(tmp_path):
+    gallery = _reserved_gallery(tmp_path)
+    (gallery / "new_individual").rename(gallery / "seal_b")
+    (gallery / "seal_b" / "c.jpg").write_text("not a photo at all")
+    result = run_cli("enroll", "--gallery", str(gallery), "--db", str(tmp_path / "g.db"), "--no-extract")
+    assert result.returncode == 0, result.stderr
+    assert "enrolled 2 new image(s)" in result.stdout and "2 images of 2 individuals" in result.stdout, result.stdout
+    rows = list(csv.DictReader(open(tmp_path / "g-enroll-errors.csv")))
+    assert [(r["image_id"], r["stage"]) for r in rows] == [("seal_b/c", "enroll")]
+    assert "not an image Pillow can read" in rows[0]["reason"]
+
+
+def test_a_linked_identity_folder_is_followed_and_a_link_loop_is_listed_not_walked(tmp_path):
+    from reid_engine.inputs.manifests import load_manifest
+    from reid_engine.registry import PluginTable
+
+    elsewhere = tmp_path / "elsewhere" / "seal_c"
+    elsewhere.mkdir(parents=True)
+    write_image(elsewhere / "c.png", np.full((64, 64, 3), 90, np.uint8))
+    gallery = _reserved_gallery(tmp_path)
+    (gallery / "new_individual").rename(gallery / "seal_b")
+    (gallery / "seal_c").symlink_to(elsewhere, target_is_directory=True)
+    (gallery / "seal_b" / "loop").symlink_to(gallery, target_is_directory=True)
+    manifest = load_manifest(gallery, "gallery", PluginTable.discover())
+    assert sorted(r.image_id for r in manifest.records) == ["seal_a/a", "seal_b/b", "seal_c/c"]
+    assert [(s.image_id, "a folder already scanned" in s.reason) for s in manifest.skipped] == [("seal_b/loop", True)]

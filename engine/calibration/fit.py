@@ -263,6 +263,8 @@ GLOBAL_SOURCE = "global-embedding"  # the shortlist cosine, fused like a pipelin
 def calibration_key(profile: Profile, components: Components) -> str:
     """Which fitted calibration belongs to this profile's shortlist and pipelines."""
     parts = [profile.name, "|".join(components.embedder.cache_id), str(profile.shortlist.top_b)]
+    if profile.shortlist.screen:  # a screened shortlist holds other pairs
+        parts.append(f"screen|{profile.shortlist.screen}|{profile.shortlist.screen_b}")
     if components.trained is not None:  # a retrained embedder invalidates the calibration
         parts.append("trained|" + "|".join(components.trained.cache_id))
     for p in components.pipelines:

@@ -38,8 +38,7 @@ from reid_engine.progress import Progress
 from reid_engine.records import NEW_INDIVIDUAL, ImageError
 from reid_engine.registry import PluginTable
 from reid_engine.registry.profiles import Profile
-from reid_engine.scoring.pairs import score_pairs
-from reid_engine.shortlist.stage import shortlist_stage
+from reid_engine.scoring.stage import shortlist_and_score
 from reid_engine.store.database import GalleryDatabase
 from reid_engine.store.features import FeatureCache
 
@@ -85,10 +84,8 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         # run's shortlist stage on the calibration gallery: a fitted embedder (Fisher vectors) is
         # fitted on it alone, so held-out queries stay unseen (a trained re-ID embedder was
         # trained on the whole labelled gallery, the held-out identities included)
-        scored = shortlist_stage(components, db, cache, profile, [all_hashes[r] for r in g_rows], sub_ids,
-                                 [all_hashes[r] for r in q_rows], bars)
-        raw = score_pairs(components, cache, scored.index, [all_hashes[r] for r in g_rows],
-                           [all_hashes[r] for r in q_rows], bars.task("matching", int(scored.index.size)), sub_ids)
+        scored, raw = shortlist_and_score(components, db, cache, profile, [all_hashes[r] for r in g_rows], sub_ids,
+                                          [all_hashes[r] for r in q_rows], bars)
 
         known = set(sub_ids)
         truth = [identities[r] if identities[r] in known else NEW_INDIVIDUAL for r in q_rows]

@@ -44,7 +44,10 @@ def enroll(gallery: Path, db: Path, table: PluginTable, *, extract: bool = True,
         notify(notice)
     errors: list[ImageError] = []
     with GalleryDatabase(db) as database:
-        added, unchanged = enroll_manifest(database, manifest, errors)
+        duplicates: list[str] = []
+        added, unchanged = enroll_manifest(database, manifest, errors, duplicates)
+        for notice in duplicates:
+            notify(notice)
         if extract:
             profile, notice = resolve_profile(species, profile_file)
             if notice:

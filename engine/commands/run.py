@@ -28,8 +28,7 @@ from reid_engine.progress import Progress, timed
 from reid_engine.records import ImageError
 from reid_engine.registry import PluginTable
 from reid_engine.runs import RunOptions, RunResult
-from reid_engine.scoring.pairs import score_pairs
-from reid_engine.shortlist.stage import shortlist_stage
+from reid_engine.scoring.stage import shortlist_and_score
 from reid_engine.store.database import GalleryDatabase
 from reid_engine.store.features import FeatureCache
 
@@ -52,7 +51,8 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
     with GalleryDatabase(options.db) as db, Progress(progress) as bars:
         notices.extend(filter(None, [attach_trained_embedder(db, profile, components, table, device)]))
         with timed(timings, "enroll_s"):
-            gallery, added, unchanged = enrol_gallery(db, gallery_manifest, options.split is not None, errors)
+            gallery, added, unchanged = enrol_gallery(db, gallery_manifest, options.split is not None, errors,
+                                                      notices)
 
         cache = FeatureCache(db)
         with timed(timings, "features_s"):
@@ -73,15 +73,14 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         gallery_keys = [g_keys[g.image_id] for g in gallery]
         query_keys = [q_keys[r.image_id] for r in queries]
         identities = [g.identity for g in gallery]
-        with timed(timings, "shortlist_s"):
-            scored = shortlist_stage(components, db, cache, profile, gallery_keys, identities, query_keys, bars)
-        with timed(timings, "matching_s"):
-            raw = score_pairs(components, cache, scored.index, gallery_keys, query_keys,
-                              bars.task("matching", int(scored.index.size)), identities)
+        scored, raw = shortlist_and_score(components, db, cache, profile, gallery_keys, identities, query_keys,
+                                          bars, timings)
         counts = {"gallery_images": len(gallery), "gallery_individuals": len(set(identities)),
                   "queries": len(queries), "enrolled_now": added, "already_enrolled": unchanged,
                   "features_computed": cache.computed, "features_reused": cache.reused,
                   "pairs_scored": int(scored.index.size) * len(components.pipelines), "errors": len(errors)}
+        if scored.screened_pairs:
+            counts["pairs_screened"] = scored.screened_pairs
         fitted = load_calibration(db, profile, components)
         if fitted is not None:
             notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "

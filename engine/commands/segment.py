@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_engine.components import build_plugin
-from reid_engine.errors import ImageDecodeError, UsageError
+from reid_engine.errors import ImageDecodeError, UsageError, raise_if_resource_fault
 from reid_engine.inputs.images import read_image
 from reid_engine.inputs.segmentation import AnimalView, Segmentation
 from reid_engine.inputs.views import load_view
@@ -88,6 +88,7 @@ def segment_manifest(profile, records: list[ImageRecord], db_path: Path, table, 
             except ImageDecodeError as exc:
                 summary.errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
             except Exception as exc:  # noqa: BLE001 - one photo must not stop the others
+                raise_if_resource_fault(exc, record.path)
                 summary.errors.append(ImageError(record.image_id, str(record.path), "segment",
                                                  f"{type(exc).__name__}: {exc}"))
             progress()

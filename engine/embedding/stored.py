@@ -101,7 +101,7 @@ def embedding_matrix(cache, built: Built, hashes: Sequence[str]) -> np.ndarray:
     for h in hashes:
         f = cache.get(h, built)
         if f is None:
-            raise ReidError(f"the cached embedding of image {h[:12]} is missing or damaged in {cache.db.blob_dir}; "
+            raise ReidError(f"the cached embedding of {cache.describe(h)} is missing or damaged in {cache.db.blob_dir}; "
                             "run again and it is recomputed")
         rows.append(f.desc[0])
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 1), np.float32)

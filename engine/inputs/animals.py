@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from reid_engine.errors import ImageDecodeError
+from reid_engine.errors import ImageDecodeError, raise_if_resource_fault
 from reid_engine.inputs.images import read_image
 from reid_engine.inputs.segmentation import AnimalView, Segmentation
 from reid_engine.records import INSTANCE_KEY, ImageError, ImageRecord
@@ -28,6 +28,7 @@ def each_animal(records: list[ImageRecord], segmentation: Segmentation, profile:
             out.append(record)  # ensure_features reports it
             continue
         except Exception as exc:  # noqa: BLE001 - the segmenter failing on one photo must not stop the run
+            raise_if_resource_fault(exc, record.path)
             errors.append(ImageError(record.image_id, str(record.path), "segment", f"{type(exc).__name__}: {exc}"))
             out.append(record)
             continue

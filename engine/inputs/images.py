@@ -46,6 +46,19 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
+def check_decodable(data: bytes, name: str) -> None:
+    """Refuse bytes that are no image Pillow can read (header and structure, without decoding the
+    pixels): an ImageDecodeError naming ``name``. Enrolment calls it, so that what cannot be
+    decoded is never counted as enrolled."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{name}: not an image Pillow can read; convert it to JPEG or PNG") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for a broken file
+        raise ImageDecodeError(f"{name}: truncated or corrupt image file ({exc}); re-copy or re-export it") from None
+
+
 def decode_image(data: bytes, name: str, max_side: int = 1600, min_side: int = 32) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode image bytes to uint8 RGB (H, W, 3) with the longer side ≤ ``max_side``.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from reid_engine.components import Built, Components
-from reid_engine.errors import ImageDecodeError
+from reid_engine.errors import ImageDecodeError, raise_if_resource_fault
 from reid_engine.inputs.images import read_image
 from reid_engine.inputs.segmentation import Segmentation
 from reid_engine.records import ImageRecord, LoadedImage
@@ -49,6 +49,7 @@ def load_and_prepare(record: ImageRecord, preprocessors: Sequence[Built], max_si
         try:
             image = pre.obj(image)
         except Exception as exc:  # noqa: BLE001
+            raise_if_resource_fault(exc, record.path)
             raise ImageDecodeError(f"{record.path}: preprocessor {pre.spec.name!r} failed ({type(exc).__name__}: {exc})") from None
     return image
 
@@ -67,5 +68,6 @@ def load_view(record: ImageRecord, max_side: int, min_side: int,
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001
+        raise_if_resource_fault(exc, record.path)  # e.g. no space left to cache the mask
         name = segmentation.segmenter.spec.name if segmentation.segmenter else "segment"
         raise ImageDecodeError(f"{record.path}: segmenter {name!r} failed ({type(exc).__name__}: {exc})") from None

@@ -1,12 +1,15 @@
-"""A run's outputs: predictions.csv, ranking.csv, errors.csv, summary.json and report.html."""
+"""A run's outputs: predictions.csv, ranking.csv, errors.csv, report.html and summary.json, landing as a set."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
 from reid_engine.errors import UsageError
+from reid_engine.files import write_atomic
 from reid_engine.outputs.report import write_report
 from reid_engine.outputs.tables import (
     write_errors,
@@ -29,23 +32,70 @@ def run_summary(result: RunResult, options: RunOptions) -> dict:
     return summary
 
 
+OUTPUT_NAMES = ("predictions.csv", "ranking.csv", "errors.csv", "report.html", "summary.json")
+INCOMPLETE = "OUTPUTS-INCOMPLETE.txt"  # present only while (or if a kill stopped) a set being swapped in
+STAGING_PREFIX = ".reid-engine-staging-"
+
+
 def write_run_outputs(result: RunResult, options: RunOptions, make_evidence: Callable[[], object] | None = None) -> None:
     """predictions.csv, ranking.csv, errors.csv, report.html (with ``make_evidence()``'s match
-    drawings when it gives them) and summary.json, last, into ``options.out``; sets
-    ``result.outputs`` to their paths."""
+    drawings when it gives them) and summary.json into ``options.out``, as one set; sets
+    ``result.outputs`` to their paths.
+
+    All are written into a staging folder inside ``out`` first, then moved into place together
+    under an ``OUTPUTS-INCOMPLETE.txt`` marker that is removed last: a run killed while writing
+    leaves the earlier run's set untouched (and a staging folder the next run removes); one killed
+    while moving them in leaves the marker, which says the folder is not one set.
+    """
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("predictions.csv", "ranking.csv", "errors.csv", "summary.json")}
+    clean_stale_outputs(out)
+    staging = out / f"{STAGING_PREFIX}{os.getpid()}"
+    staging.mkdir()
+    try:
+        staged = _write_set(staging, result, options, make_evidence)
+        write_atomic(out / INCOMPLETE, (
+            "A reid-engine run was moving its outputs into this folder when it stopped: the files here may come\n"
+            "from two different runs. Run it again; this file is removed once a complete set is in place.\n").encode())
+        for path in staged.values():
+            os.replace(path, out / path.name)
+        for name in set(OUTPUT_NAMES) - set(staged):  # e.g. an earlier run's report.html: not of this set
+            (out / name).unlink(missing_ok=True)
+        (out / INCOMPLETE).unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.outputs = {name: out / name for name in staged}
+
+
+def clean_stale_outputs(out: Path) -> list[Path]:
+    """Remove what killed runs left in ``out``: staging folders and the temporary files of the
+    output writers (``.predictions.csv.*`` ...). Returns what was removed."""
+    removed = []
+    for entry in out.iterdir():
+        stale_staging = entry.name.startswith(STAGING_PREFIX) and entry.is_dir()
+        stale_temp = entry.is_file() and any(entry.name.startswith(f".{name}.") for name in OUTPUT_NAMES)
+        if stale_staging:
+            shutil.rmtree(entry, ignore_errors=True)
+        elif stale_temp:
+            entry.unlink(missing_ok=True)
+        if stale_staging or stale_temp:
+            removed.append(entry)
+    return removed
+
+
+def _write_set(folder: Path, result: RunResult, options: RunOptions,
+               make_evidence: Callable[[], object] | None) -> dict[str, Path]:
+    paths = {name: folder / name for name in ("predictions.csv", "ranking.csv", "errors.csv")}
     write_predictions(paths["predictions.csv"], result.predictions)
     write_ranking(paths["ranking.csv"], result.predictions)
     write_errors(paths["errors.csv"], result.errors)
     summary = run_summary(result, options)
-    try:
-        if options.write_report:
-            paths["report.html"] = write_run_report(out / "report.html", result, options, make_evidence)
-    finally:  # last, so that it has the report's notices and timings; written even if the report fails
-        write_json(paths["summary.json"], summary)
-    result.outputs = paths
+    if options.write_report:
+        paths["report.html"] = write_run_report(folder / "report.html", result, options, make_evidence)
+    # last, so that it has the report's notices and timings
+    paths["summary.json"] = folder / "summary.json"
+    write_json(paths["summary.json"], summary)
+    return paths
 
 
 def _no_drawings(exc: BaseException) -> str:

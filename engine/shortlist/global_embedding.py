@@ -23,10 +23,12 @@ QUERY_BLOCK = 256
 
 @dataclass
 class Shortlist:
-    """``index`` int64 (N_q, B): gallery rows per query, best first; ``sim`` float32 (N_q, B)."""
+    """``index`` int64 (N_q, B): gallery rows per query, best first; ``sim`` float32 (N_q, B);
+    ``screened_pairs``: pairs a screening pipeline scored to choose them (0: no screen)."""
 
     index: np.ndarray
     sim: np.ndarray
+    screened_pairs: int = 0
 
 
 def gallery_digest(hashes: Sequence[str]) -> str:

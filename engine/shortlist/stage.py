@@ -25,14 +25,15 @@ from reid_engine.store.features import FeatureCache
 
 def shortlist_stage(components: Components, db: GalleryDatabase, cache: FeatureCache, profile: Profile,
                     gallery_hashes: list[str], identities: list[str], query_hashes: list[str],
-                    bars: Progress) -> Shortlist:
-    """Each query's top ``profile.shortlist.top_b`` gallery images (gallery rows aligned with
+                    bars: Progress, top_b: int | None = None) -> Shortlist:
+    """Each query's top ``top_b`` (default ``profile.shortlist.top_b``) gallery images (gallery rows aligned with
     ``gallery_hashes`` / ``identities``). A fitted embedder (Fisher vectors) is fitted on exactly
     these gallery images (or its stored fit is loaded); with identity pooling an image's
     similarity is max(own, its identity's pooled embedding)."""
+    top_b = top_b or profile.shortlist.top_b
     if components.trained is not None:  # the re-ID embedder trained on this gallery (cached with the features)
         return shortlist(embedding_matrix(cache, components.trained, query_hashes),
-                         embedding_matrix(cache, components.trained, gallery_hashes), profile.shortlist.top_b)
+                         embedding_matrix(cache, components.trained, gallery_hashes), top_b)
     embedder, extractor = components.embedder, components.embedder_extractor
     if extractor is None:
         raise UsageError(f"{profile.source}: embedder {embedder.spec.name!r} takes images; only local-feature "
@@ -49,4 +50,4 @@ def shortlist_stage(components: Components, db: GalleryDatabase, cache: FeatureC
             groups[ident].append(h)
         pooled = embed_pooled_local(embedder, cache, extractor, [groups[n] for n in names])
         identity_of = np.array([position[i] for i in identities], np.int64)
-    return shortlist(q_emb, g_emb, profile.shortlist.top_b, pooled, identity_of)
+    return shortlist(q_emb, g_emb, top_b, pooled, identity_of)

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from reid_engine.errors import DatabaseError, UsageError
+from reid_engine.errors import DatabaseError, ResourceError, UsageError
 from reid_engine.files import write_atomic
 
 SCHEMA_VERSION = 1
@@ -71,9 +71,12 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def database_error(path: Path, exc: sqlite3.Error) -> DatabaseError:
+def database_error(path: Path, exc: sqlite3.Error) -> DatabaseError | ResourceError:
     """One sentence for an SQLite error on the database at ``path`` that names the real cause."""
     text = str(exc).lower()
+    if "disk is full" in text or "database or disk is full" in text:
+        return ResourceError(f"{path}: no space left on the device for the gallery database; free space (or pass "
+                             "--db on another disk) and run again: what is already stored is kept")
     if "locked" in text or "busy" in text:
         return DatabaseError(f"{path}: the gallery database is locked by another process (another reid-engine run?) "
                              "and stayed locked for 30 s; wait for it to finish, or pass another --db")

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from reid_engine.components import Built
-from reid_engine.errors import ImageDecodeError, ReidError
+from reid_engine.errors import ImageDecodeError, ReidError, raise_if_resource_fault
 from reid_engine.records import (
     INSTANCE_KEY,
     ImageError,
@@ -30,6 +30,12 @@ class FeatureCache:
         self.db = db
         self.computed = 0
         self.reused = 0
+        self.image_ids: dict[str, str] = {}  # image key -> the image id it was cached for, this run
+
+    def describe(self, key: str) -> str:
+        """How messages name the image behind an image key: its image id when this run knows it."""
+        image_id = self.image_ids.get(key)
+        return f"image {image_id!r}" if image_id else f"the image with key {key[:12]}"
 
     def key(self, content_hash: str, built: Built) -> str:
         return feature_key(content_hash, *built.cache_id)
@@ -60,7 +66,7 @@ class LazyFeatures(Sequence[LocalFeatures]):
             return [self[j] for j in range(*i.indices(len(self)))]
         f = self.cache.get(self.hashes[i], self.built)
         if f is None:  # deleted or damaged since this run cached it (the damaged blob is removed)
-            raise ReidError(f"cached features of image {self.hashes[i][:12]} ({self.built.spec.name}) are missing "
+            raise ReidError(f"cached features of {self.cache.describe(self.hashes[i])} ({self.built.spec.name}) are missing "
                             f"or damaged in {self.cache.db.blob_dir}; run again and they are recomputed")
         return f
 
@@ -104,11 +110,13 @@ def ensure_features(
                     cache.put(key, ex, features)
                     cache.computed += 1
             keys[record.image_id] = key
+            cache.image_ids[key] = record.image_id
             if content_hashes is not None:
                 content_hashes[record.image_id] = chash
         except ImageDecodeError as exc:
             errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
         except Exception as exc:  # noqa: BLE001 - one bad image (or plugin bug on it) must not stop the run
+            raise_if_resource_fault(exc, cache.db.blob_dir)  # a full disk is not the photo's fault: stop
             errors.append(ImageError(record.image_id, str(record.path), "features", f"{type(exc).__name__}: {exc}"))
         advance()
     cache.db.flush()

@@ -152,7 +152,7 @@ class FolderManifestAdapter(DatasetLoader):
 
     def load(self, path: Path, role: str) -> Manifest:
         path = Path(path)
-        images, skipped = _scan(path)
+        images, skipped = _scan(path, self.config.follow_symlinks)
         if not images:
             raise ManifestError(
                 f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
@@ -191,27 +191,61 @@ class FolderManifestAdapter(DatasetLoader):
         return Manifest(tuple(records), str(path), tuple(notices), tuple(skipped))
 
 
-def _scan(folder: Path) -> tuple[list[Path], list[ImageError]]:
+def _scan(folder: Path, follow_symlinks: bool = True) -> tuple[list[Path], list[ImageError]]:
     """The image files under ``folder`` (sorted; hidden names left out) and every other file
     passed over, with why: an unsupported format, a dangling link, a special file (FIFO,
-    device, socket: never opened, so a scan cannot hang on one)."""
+    device, socket: never opened, so a scan cannot hang on one), a linked folder not followed
+    (``follow_symlinks`` false) or met a second time (a link loop, or two links to one folder)."""
     images, skipped = [], []
-    for p in sorted(folder.rglob("*")):
-        if p.name.startswith(".") or p.is_dir():
-            continue
-        image_id = p.relative_to(folder).with_suffix("").as_posix()
-        if p.is_symlink() and not p.exists():
-            reason = f"{p}: a link to {os.readlink(p)}, which does not exist; fix or remove the link"
-        elif not p.is_file():
-            reason = f"{p}: not a regular file (a FIFO, device or socket); it was not read"
-        elif p.suffix.lower() not in IMAGE_SUFFIXES:
-            reason = (f"{p}: {p.suffix or 'no suffix'} is not an image format reid-engine reads "
-                      f"({', '.join(sorted(IMAGE_SUFFIXES))}); convert it (e.g. HEIC to JPEG) or move it out")
-        else:
-            images.append(p)
-            continue
-        skipped.append(ImageError(image_id, str(p), "scan", reason))
-    return images, skipped
+
+    def skip(p: Path, reason: str) -> None:
+        skipped.append(ImageError(p.relative_to(folder).with_suffix("").as_posix(), str(p), "scan", reason))
+
+    seen_dirs = {os.path.realpath(folder)}
+    for top, dirs, files in os.walk(folder, followlinks=follow_symlinks):
+        base = Path(top)
+        for name in sorted(dirs):
+            d = base / name
+            if name.startswith("."):
+                dirs.remove(name)
+            elif d.is_symlink() and not follow_symlinks:
+                dirs.remove(name)
+                skip(d, f"{d}: a link to the folder {os.readlink(d)}, not followed (follow_symlinks = false)")
+            elif d.is_symlink():
+                real = os.path.realpath(d)
+                if real in seen_dirs or any(a == real or a.startswith(real + os.sep) for a in _ancestors(base, folder)):
+                    dirs.remove(name)
+                    skip(d, f"{d}: a link to {os.readlink(d)}, a folder already scanned (a link loop, or two "
+                            "links to one folder); its photos are listed once")
+                else:
+                    seen_dirs.add(real)
+            else:
+                seen_dirs.add(os.path.realpath(d))
+        dirs.sort()
+        for name in sorted(files):
+            p = base / name
+            if name.startswith("."):
+                continue
+            if p.is_symlink() and not p.exists():
+                skip(p, f"{p}: a link to {os.readlink(p)}, which does not exist; fix or remove the link")
+            elif not p.is_file():
+                skip(p, f"{p}: not a regular file (a FIFO, device or socket); it was not read")
+            elif p.suffix.lower() not in IMAGE_SUFFIXES:
+                skip(p, f"{p}: {p.suffix or 'no suffix'} is not an image format reid-engine reads "
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))}); convert it (e.g. HEIC to JPEG) or move it out")
+            else:
+                images.append(p)
+    return sorted(images), sorted(skipped, key=lambda e: e.path)
+
+
+def _ancestors(base: Path, folder: Path) -> list[str]:
+    """Real paths of ``base`` and the folders above it up to ``folder`` (a link into one is a loop)."""
+    out, d = [], base
+    while True:
+        out.append(os.path.realpath(d))
+        if d == folder or d == d.parent:
+            return out
+        d = d.parent
 
 
 @hookimpl
