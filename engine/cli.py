@@ -38,6 +38,7 @@ def _console(stderr: bool = False) -> Console:
 
 PIPE_WIDTH = 10_000
 DEBUG_ENV = "REID_ENGINE_DEBUG"  # set: an unexpected exception shows its traceback
+INTERRUPTED = "interrupted; the gallery database is consistent and the next run resumes from its cache"
 out_console = _console()
 err_console = _console(stderr=True)
 
@@ -69,7 +70,7 @@ class _Commands(TyperGroup):
     A ReidError raised by any command (or subcommand) is printed as one line, ``error: MESSAGE``,
     without a traceback, and exits with its ``exit_code`` (UsageError 2, others 1); so is an
     OSError (exit 1), but a broken pipe is left to typer (exit 1, nothing printed). Ctrl-C is
-    typer's: exit 130 (:func:`main` prints a line for one that comes outside a command).
+    one line and exit 130 (as :func:`main` does for one that comes outside a command).
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -82,6 +83,11 @@ class _Commands(TyperGroup):
             raise typer.Exit(exit_code(exc)) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise  # click's own: usage errors, --help, typer.Exit
+        except KeyboardInterrupt:  # else click prints "Aborted!" and exits 1
+            if os.environ.get(DEBUG_ENV):
+                raise
+            _say(err_console, "error", "bold red", INTERRUPTED)
+            raise typer.Exit(130) from None
         except sqlite3.Error as exc:  # one the gallery database did not translate itself
             _say(err_console, "error", "bold red", f"gallery database: {exc}; if another reid-engine run uses the "
                  "same --db, wait for it to finish (or pass another --db), else run again")
@@ -656,5 +662,5 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err_console.print("interrupted; the gallery database is consistent and the next run resumes from its cache")
+        err_console.print(INTERRUPTED)
         sys.exit(130)

@@ -294,3 +294,17 @@ def test_a_linked_identity_folder_is_followed_and_a_link_loop_is_listed_not_walk
     manifest = load_manifest(gallery, "gallery", PluginTable.discover())
     assert sorted(r.image_id for r in manifest.records) == ["seal_a/a", "seal_b/b", "seal_c/c"]
     assert [(s.image_id, "a folder already scanned" in s.reason) for s in manifest.skipped] == [("seal_b/loop", True)]
+
+
+def test_ctrl_c_inside_a_command_prints_the_engine_s_line_and_exits_130(monkeypatch):
+    from reid_engine.cli import app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("REID_ENGINE_DEBUG", raising=False)
+    monkeypatch.setattr("reid_engine.weights.status", interrupted)
+    result = CliRunner().invoke(app, ["weights", "list"])
+    assert result.exit_code == 130
+    line = _one_line(result.stderr)
+    assert "interrupted; the gallery database is consistent" in line and "Aborted" not in result.output
