@@ -85,12 +85,14 @@ def test_case(case, tmp_path):
 
 
 # an exception the engine never meant to raise, escaping from a command
-@pytest.mark.parametrize("exc, words", [
-    (RuntimeError("CUDA error: device-side assert triggered"), ["unexpected RuntimeError", "REID_ENGINE_DEBUG=1"]),
-    (KeyError("pipelines"), ["unexpected KeyError", "report it"]),
-    (sqlite3.OperationalError("database is locked"), ["gallery database: database is locked", "--db"]),
+@pytest.mark.parametrize("exc, code, words", [
+    (RuntimeError("CUDA error: device-side assert triggered"), 1, ["unexpected RuntimeError", "REID_ENGINE_DEBUG=1"]),
+    (KeyError("pipelines"), 1, ["unexpected KeyError", "report it"]),
+    (sqlite3.OperationalError("database is locked"), 1, ["gallery database: database is locked", "--db"]),
+    (MemoryError(), 1, ["out of memory", "run again"]),  # the machine's fault, not "a bug"
+    (KeyboardInterrupt(), 130, ["interrupted; the gallery database is consistent"]),  # not click's "Aborted!"
 ])
-def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch, exc, words):
+def test_an_unexpected_exception_or_ctrl_c_is_one_line(monkeypatch, exc, code, words):
     from reid_engine.cli import app
 
     def fail(*args, **kwargs):
@@ -99,9 +101,9 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch, exc, words)
     monkeypatch.delenv("REID_ENGINE_DEBUG", raising=False)
     monkeypatch.setattr("reid_engine.weights.status", fail)
     result = CliRunner().invoke(app, ["weights", "list"])
-    assert result.exit_code == 1
+    assert result.exit_code == code
     line = _one_line(result.stderr)
-    assert all(w in line for w in words), line
+    assert all(w in line for w in words) and "Aborted" not in result.output, line
 
 
 def test_reid_engine_debug_shows_the_traceback_of_an_unexpected_exception(monkeypatch):
@@ -296,15 +298,17 @@ def test_a_linked_identity_folder_is_followed_and_a_link_loop_is_listed_not_walk
     assert [(s.image_id, "a folder already scanned" in s.reason) for s in manifest.skipped] == [("seal_b/loop", True)]
 
 
-def test_ctrl_c_inside_a_command_prints_the_engine_s_line_and_exits_130(monkeypatch):
-    from reid_engine.cli import app
+def test_a_damaged_cached_blob_is_recomputed_in_the_same_run(seal_data, fast_profile, tmp_path):
+    from reid_engine.commands.run import run
+    from reid_engine.registry.profiles import load_profile_file
+    from reid_engine.runs import RunOptions
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.delenv("REID_ENGINE_DEBUG", raising=False)
-    monkeypatch.setattr("reid_engine.weights.status", interrupted)
-    result = CliRunner().invoke(app, ["weights", "list"])
-    assert result.exit_code == 130
-    line = _one_line(result.stderr)
-    assert "interrupted; the gallery database is consistent" in line and "Aborted" not in result.output
+    options = RunOptions(load_profile_file(fast_profile), tmp_path / "g.db", None, gallery=seal_data.gallery_csv,
+                         query=seal_data.query_csv)
+    first = run(options, progress=False)
+    blob = sorted((tmp_path / "g.db.d" / "features").rglob("*.npz"))[3]
+    blob.write_bytes(b"\x00" * 100)  # a disk error, a killed copy...
+    again = run(options, progress=False)
+    assert not again.errors and again.counts["features_recomputed"] == 1
+    assert any("damaged or gone and were recomputed" in n for n in again.notices)
+    assert [(p.image_id, p.prediction) for p in again.predictions] == [(p.image_id, p.prediction) for p in first.predictions]

@@ -81,6 +81,10 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                   "pairs_scored": int(scored.index.size) * len(components.pipelines), "errors": len(errors)}
         if scored.screened_pairs:
             counts["pairs_screened"] = scored.screened_pairs
+        if cache.recomputed:
+            counts["features_recomputed"] = cache.recomputed
+            notices.append(f"{cache.recomputed} cached feature file(s) in {db.blob_dir} were damaged or gone and "
+                           "were recomputed from their photos")
         fitted = load_calibration(db, profile, components)
         if fitted is not None:
             notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "

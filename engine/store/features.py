@@ -31,6 +31,10 @@ class FeatureCache:
         self.computed = 0
         self.reused = 0
         self.image_ids: dict[str, str] = {}  # image key -> the image id it was cached for, this run
+        # image key -> (record, loader) of the photos ensure_features checked this run: a blob found
+        # damaged or deleted when read later is recomputed from them, in the same run
+        self.sources: dict[str, tuple[ImageRecord, Callable[[ImageRecord], LoadedImage]]] = {}
+        self.recomputed = 0
 
     def describe(self, key: str) -> str:
         """How messages name the image behind an image key: its image id when this run knows it."""
@@ -44,8 +48,22 @@ class FeatureCache:
         return self.db.blob_path("features", self.key(content_hash, built)).exists()
 
     def get(self, content_hash: str, built: Built) -> LocalFeatures | None:
+        """Cached features of an image key, or None. A blob that is damaged (the database removes
+        it when read) or gone since this run checked it is recomputed now from its photo."""
         arrays = self.db.get_features(self.key(content_hash, built))
-        return LocalFeatures.from_arrays(arrays) if arrays is not None else None
+        if arrays is not None:
+            return LocalFeatures.from_arrays(arrays)
+        if content_hash not in self.sources:
+            return None
+        record, load = self.sources[content_hash]
+        try:
+            features = clean_features(built.obj.extract(load(record)))
+        except ImageDecodeError:  # the photo changed or went away since: nothing to recompute from
+            return None
+        self.put(content_hash, built, features)
+        self.computed += 1
+        self.recomputed += 1
+        return features
 
     def put(self, content_hash: str, built: Built, features: LocalFeatures) -> None:
         name, version, chash = built.cache_id
@@ -111,6 +129,7 @@ def ensure_features(
                     cache.computed += 1
             keys[record.image_id] = key
             cache.image_ids[key] = record.image_id
+            cache.sources[key] = (record, load)
             if content_hashes is not None:
                 content_hashes[record.image_id] = chash
         except ImageDecodeError as exc:
