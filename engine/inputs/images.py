@@ -46,6 +46,10 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
+def not_an_image(name: str) -> str:
+    return f"{name}: not an image Pillow can read; convert it to JPEG or PNG"
+
+
 def check_decodable(data: bytes, name: str) -> None:
     """Refuse bytes that are no image Pillow can read (header and structure, without decoding the
     pixels): an ImageDecodeError naming ``name``. Enrolment calls it, so that what cannot be
@@ -54,7 +58,7 @@ def check_decodable(data: bytes, name: str) -> None:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"{name}: not an image Pillow can read; convert it to JPEG or PNG") from None
+        raise ImageDecodeError(not_an_image(name)) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for a broken file
         raise ImageDecodeError(f"{name}: truncated or corrupt image file ({exc}); re-copy or re-export it") from None
 
@@ -75,7 +79,7 @@ def decode_image(data: bytes, name: str, max_side: int = 1600, min_side: int = 3
             img.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageDecodeError(f"{name}: not an image Pillow can read; convert it to JPEG or PNG") from None
+            raise ImageDecodeError(not_an_image(name)) from None
         raise ImageDecodeError(f"{name}: image claims an implausible size ({exc}); re-export it") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{name}: truncated or corrupt image file ({exc}); re-copy or re-export it") from None

@@ -213,7 +213,7 @@ def _scan(folder: Path, follow_symlinks: bool = True) -> tuple[list[Path], list[
                 skip(d, f"{d}: a link to the folder {os.readlink(d)}, not followed (follow_symlinks = false)")
             elif d.is_symlink():
                 real = os.path.realpath(d)
-                if real in seen_dirs or any(a == real or a.startswith(real + os.sep) for a in _ancestors(base, folder)):
+                if any(d == real or d.startswith(real + os.sep) for d in seen_dirs):  # holds a scanned folder
                     dirs.remove(name)
                     skip(d, f"{d}: a link to {os.readlink(d)}, a folder already scanned (a link loop, or two "
                             "links to one folder); its photos are listed once")
@@ -236,16 +236,6 @@ def _scan(folder: Path, follow_symlinks: bool = True) -> tuple[list[Path], list[
             else:
                 images.append(p)
     return sorted(images), sorted(skipped, key=lambda e: e.path)
-
-
-def _ancestors(base: Path, folder: Path) -> list[str]:
-    """Real paths of ``base`` and the folders above it up to ``folder`` (a link into one is a loop)."""
-    out, d = [], base
-    while True:
-        out.append(os.path.realpath(d))
-        if d == folder or d == d.parent:
-            return out
-        d = d.parent
 
 
 @hookimpl
