@@ -81,8 +81,8 @@ class _Commands(TyperGroup):
                 raise
             _say(err_console, "error", "bold red", resource_fault(exc) or exc)
             raise typer.Exit(exit_code(exc)) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # click's own: usage errors, --help, typer.Exit
+        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own: usage errors, --help; typer.Exit (typer >= 0.20 has its own class)
         except KeyboardInterrupt:  # else click prints "Aborted!" and exits 1
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -297,6 +297,53 @@ def calibrate(
     out_console.print(escape(f"chosen τ = {result.fitted.threshold:.3f}; stored in {db} (later `run --db {db}` uses it)"))
     for path in result.plots.values():
         out_console.print(escape(f"plot: {path}"))
+
+
+@app.command()
+def benchmark(
+    dataset: list[str] = typer.Option([], "--dataset", metavar="DATASET", help="a folder with metadata.csv (image_id,identity,path; splits/ optional), a CSV, a built-in (synthetic-seal-tiny, -easy, synthetic-seal, -hard) or wildlife:NAME=ROOT; repeat for several"),
+    profile: list[str] = typer.Option([], "--profile", metavar="PROFILE", help="a shipped profile's name or a profile TOML; repeat for several"),
+    split: list[str] = typer.Option([], "--split", metavar="SPLIT", help="closed | open | disjoint | time-aware | a split CSV; repeat for several [default: closed]"),
+    out: Path = typer.Option(Path("benchmark"), "--out", help="folder for results.json, results.md, plots/ and each cell's database"),
+    resume: bool = typer.Option(False, "--resume", help="reuse the cells finished by an earlier (killed) benchmark in --out"),
+    calibrate: str = typer.Option("open", "--calibrate", help="run `calibrate` on the split's gallery first: open (open splits only) | always | never"),
+    seed: int = typer.Option(0, "--seed", help="seed of the splits the harness makes (and of calibration and training)"),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="an earlier results.json: print what got better or worse beyond noise"),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="with --compare: exit 1 when a metric got worse beyond noise"),
+    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Measure profiles on datasets (closed/open/disjoint/time-aware splits): results.md, results.json, plots."""
+    from reid_engine.benchmark.compare import compare as compare_results
+    from reid_engine.benchmark.compare import describe, load_results
+    from reid_engine.benchmark.harness import BenchmarkOptions
+    from reid_engine.benchmark.harness import benchmark as run_benchmark
+    from reid_engine.device import resolve_device
+
+    old = load_results(compare) if compare is not None else None  # a wrong path stops before any work
+    if fail_on_regression and old is None:
+        raise UsageError("--fail-on-regression needs --compare OLD/results.json")
+    if not dataset and not profile and old is not None:
+        new = load_results(out)  # compare the results already in --out, run nothing
+    else:
+        log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
+        result = run_benchmark(BenchmarkOptions(datasets=dataset, profiles=profile, splits=split or ["closed"], out=out,
+                                                device=resolve_device(device), resume=resume, calibrate=calibrate,
+                                                seed=seed, progress=not quiet and sys.stderr.isatty()), log=log)
+        out_console.print(escape(result.results_md.read_text(encoding="utf-8")), highlight=False)
+        out_console.print(escape(f"results: {result.results_json} · {result.results_md} · {len(result.plots)} plot(s) in "
+                                 f"{result.results_md.parent / 'plots'}"))
+        new = load_results(result.results_json)
+        for f in result.failed:
+            _say(err_console, "error", "bold red", f"cell {f['key']} failed: {f['error']}")
+    if old is not None:
+        changes = compare_results(old, new)
+        for line in describe(changes, old, new):
+            out_console.print(escape(line), highlight=False)
+        if fail_on_regression and any(c.verdict == "worse" for c in changes):
+            raise typer.Exit(1)
+    if new.get("failed"):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -22,6 +22,7 @@ LAYERS = [
     {"decision"},
     {"outputs"},
     {"commands", "training"},
+    {"benchmark"},
     {"cli", "__main__"},
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -16,7 +16,7 @@ from reid_engine.calibration.fit import (
 )
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +25,7 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, path: Path) -> Path:
+def save_figure(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -34,7 +34,7 @@ def _save(plt, fig, path: Path) -> Path:
 
 
 def plot_threshold_sweep(path: Path, names: Sequence[str], top: np.ndarray, data: OpenSetData, tau: float) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     upper = min(1.0, float(np.max(top)) * 1.05) if len(top) else 1.0  # zoom to where decisions change
     taus = np.linspace(0, max(upper, 1e-3), 201)
     curves = {k: [] for k in ("BAKS", "BAUS", "geo_mean")}
@@ -51,12 +51,12 @@ def plot_threshold_sweep(path: Path, names: Sequence[str], top: np.ndarray, data
     ax.set_ylim(0, 1.02)
     ax.set_title("Known/new decision against τ (calibration split)")
     ax.legend(loc="lower center")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_reliability(path: Path, before: Sequence[np.ndarray], after: Sequence[np.ndarray], hits: np.ndarray,
                      names: Sequence[str], bins: int = 10) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5), dpi=120, squeeze=False)
     for ax, name, b, a in zip(axes[0], names, before, after):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
@@ -69,7 +69,7 @@ def plot_reliability(path: Path, before: Sequence[np.ndarray], after: Sequence[n
         ax.set_ylabel("observed share of same-individual pairs")
         ax.set_title(f"Reliability: {name}")
         ax.legend(loc="upper left")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def write_calibration_plots(folder: Path, fit: OpenSetFit, raw: dict[str, np.ndarray], hits: np.ndarray,

@@ -91,8 +91,18 @@ class SealDatasetConfig:
     queries_per_unknown: int = 2
     image_size: tuple[int, int] = (384, 512)  # (H, W) of every image
     seed: int = 0
+    # difficulty knobs, 1.0 = the generator's own ranges (0 = none of it, 2 = twice as much):
+    pose_variation: float = 1.0  # in-plane rotation, viewpoint squash, body warp between photos
+    occlusion: float = 1.0  # how often something hides the seal, and how much of it
+    blur: float = 1.0  # defocus blur and sensor noise
 
     def validate(self) -> None:
+        for name in ("pose_variation", "occlusion", "blur"):
+            if not 0.0 <= getattr(self, name) <= 4.0:
+                raise ValueError(f"{name} must be in [0, 4], got {getattr(self, name)}")
+        self._validate_counts()
+
+    def _validate_counts(self) -> None:
         counts = (self.n_known, self.n_unknown, self.queries_per_known, self.queries_per_unknown)
         if min(counts) < 0:
             raise ValueError(f"counts must be >= 0: {self}")
@@ -511,9 +521,14 @@ def _base_scale(image_hw: tuple[int, int]) -> float:
     return min(0.68 * w / _BODY_LENGTH, 0.5 * h / _BODY_HEIGHT)
 
 
-def _encounter_pose(rng: np.random.Generator) -> dict[str, float]:
+def _scaled(value: float, centre: float, k: float) -> float:
+    """``value``'s distance from ``centre`` times ``k`` (exactly ``value`` at k = 1)."""
+    return value if k == 1.0 else centre + (value - centre) * k
+
+
+def _encounter_pose(rng: np.random.Generator, pose_k: float = 1.0) -> dict[str, float]:
     """Rough pose shared by one encounter's photos (the seal stays put)."""
-    return {"angle": rng.uniform(-26, 26), "scale": rng.uniform(0.8, 1.2),
+    return {"angle": _scaled(rng.uniform(-26, 26), 0.0, pose_k), "scale": rng.uniform(0.8, 1.2),
             "bend2": rng.normal(0, 9), "bend3": rng.normal(0, 7), "head": rng.normal(0, 8),
             "fx": rng.uniform(-1, 1), "fy": rng.uniform(-1, 1)}
 
@@ -542,17 +557,18 @@ def _body_top(base: dict[str, float], image_hw: tuple[int, int]) -> float:
 
 
 def _photo_pose(rng: np.random.Generator, base: dict[str, float],
-                image_hw: tuple[int, int]) -> _Pose:
+                image_hw: tuple[int, int], pose_k: float = 1.0) -> _Pose:
     """Jitter the encounter pose for one photo and place the body inside the frame."""
-    angle = float(np.clip(base["angle"] + rng.uniform(-10, 10), -35, 35))
+    limit = 35 * max(1.0, pose_k)
+    angle = float(np.clip(base["angle"] + _scaled(rng.uniform(-10, 10), 0.0, pose_k), -limit, limit))
     scale = float(np.clip(base["scale"] * rng.uniform(0.94, 1.06), 0.75, 1.25))
     fx = float(np.clip(base["fx"] + rng.uniform(-0.3, 0.3), -1, 1))
     fy = float(np.clip(base["fy"] + rng.uniform(-0.3, 0.3), -1, 1))
     f, cy, cx, _ = _placement(angle, scale, fx, fy, image_hw)
     return _Pose(
-        angle=math.radians(angle), scale=f, aspect=rng.uniform(0.86, 1.12), cy=cy, cx=cx,
+        angle=math.radians(angle), scale=f, aspect=max(0.3, _scaled(rng.uniform(0.86, 1.12), 1.0, pose_k)), cy=cy, cx=cx,
         bend2=base["bend2"] + rng.normal(0, 6), bend3=base["bend3"] + rng.normal(0, 5),
-        head_turn=base["head"] + rng.normal(0, 6), warp=rng.uniform(2.5, 5.5))
+        head_turn=base["head"] + rng.normal(0, 6), warp=_scaled(rng.uniform(2.5, 5.5), 0.0, pose_k))
 
 
 def _inverse_map(rng: np.random.Generator, pose: _Pose, image_hw: tuple[int, int]) -> np.ndarray:
@@ -915,7 +931,7 @@ def _branch(rng: np.random.Generator, body: np.ndarray, target: float) -> np.nda
 
 
 def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scene,
-             image_hw: tuple[int, int]) -> tuple[np.ndarray, float, np.ndarray]:
+             image_hw: tuple[int, int], occlusion_k: float = 1.0) -> tuple[np.ndarray, float, np.ndarray]:
     """Occluder coverage float32 (H, W) in [0, 1], its opacity and colour float32 (H, W, 3).
 
     ``kind`` is ``none``, ``boulder``, ``waterline`` or ``branch``; the aimed-for hidden
@@ -926,7 +942,7 @@ def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scen
     colour = np.zeros((h, w, 3), np.float32)
     if kind == "none":
         return np.zeros((h, w), np.float32), 1.0, colour
-    target = rng.uniform(0.12 if scene.setting == "water" else 0.03, 0.3)
+    target = min(0.6, _scaled(rng.uniform(0.12 if scene.setting == "water" else 0.03, 0.3), 0.0, occlusion_k))
     m = scene.margin
     oy, ox = (int(v) for v in rng.integers(0, 2 * m + 1, size=2))
     if kind == "waterline":
@@ -964,12 +980,13 @@ def _occlude(rng: np.random.Generator, kind: str, body: np.ndarray, scene: _Scen
 # --------------------------------------------------------------------------------------
 
 
-def _camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+def _camera(rng: np.random.Generator, img: np.ndarray, blur_k: float = 1.0) -> np.ndarray:
     """Defocus blur, sensor noise, quantisation and sometimes JPEG softness: -> uint8 (H, W, 3)."""
-    sigma = rng.uniform(0.4, 1.0) if rng.random() < 0.7 else rng.uniform(1.0, 2.0)
-    img = ndimage.gaussian_filter(img, (sigma, sigma, 0), truncate=3.0)
-    read = rng.uniform(0.004, 0.018)
-    shot = rng.uniform(0.008, 0.025)
+    sigma = _scaled(rng.uniform(0.4, 1.0) if rng.random() < 0.7 else rng.uniform(1.0, 2.0), 0.0, blur_k)
+    if sigma > 0:
+        img = ndimage.gaussian_filter(img, (sigma, sigma, 0), truncate=3.0)
+    read = _scaled(rng.uniform(0.004, 0.018), 0.0, blur_k)
+    shot = _scaled(rng.uniform(0.008, 0.025), 0.0, blur_k)
     noise = rng.standard_normal(img.shape).astype(np.float32)
     img = img + noise * (read + shot * np.sqrt(np.clip(img, 0.0, 1.0)))
     out = np.clip(np.rint(np.clip(img, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8)
@@ -1030,12 +1047,13 @@ def _scatter(values: np.ndarray, idx: np.ndarray, image_hw: tuple[int, int]) -> 
 
 def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
                   pose_base: dict[str, float], light_base: _Light, occlusion: str,
-                  image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  image_hw: tuple[int, int], config: SealDatasetConfig = SealDatasetConfig()
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one photo: returns (rgb uint8 (H, W, 3), body uint8 (H, W), pattern uint8 (H, W)).
 
     Masks are 0/255: the visible (in-frame, unoccluded) body, and its visible ring pixels.
     """
-    pose = _photo_pose(rng, pose_base, image_hw)
+    pose = _photo_pose(rng, pose_base, image_hw, config.pose_variation)
     light = _photo_light(rng, light_base)
     coords = _inverse_map(rng, pose, image_hw)
     vals, idx = _sample_individual(ind, coords, pose, _fur_texture(rng))
@@ -1048,13 +1066,13 @@ def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
     img = bg * (1.0 - alpha[..., None]) + seal * alpha[..., None]
 
     body = alpha > 0.5
-    cover, opacity, occ_colour = _occlude(rng, occlusion, body, scene, image_hw)
+    cover, opacity, occ_colour = _occlude(rng, occlusion, body, scene, image_hw, config.occlusion)
     shown = (cover * opacity)[..., None]
     img = img * (1.0 - shown) + occ_colour * shown
     visible = body & (cover < 0.5)
     pattern = visible & (ring > 0.5)
 
-    rgb = _camera(rng, _global_light(img, light))
+    rgb = _camera(rng, _global_light(img, light), config.blur)
     return rgb, visible.astype(np.uint8) * 255, pattern.astype(np.uint8) * 255
 
 
@@ -1114,6 +1132,15 @@ def _plan(config: SealDatasetConfig) -> list[_Encounter]:
     return plan
 
 
+def _occlusion_options(setting: str, occlusion_k: float) -> tuple[tuple[str, float], ...]:
+    """The setting's occlusion kinds, the occluders' share scaled by ``occlusion_k`` (a water
+    setting always has its waterline)."""
+    options = _OCCLUSIONS[setting]
+    if occlusion_k == 1.0 or setting == "water":
+        return options
+    return tuple((kind, p if kind == "none" else p * occlusion_k) for kind, p in options)
+
+
 def _choose(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) -> str:
     """Draw one name from ``(name, probability)`` pairs."""
     names = [o[0] for o in options]
@@ -1151,14 +1178,14 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
         ind = cached[1]
         erng = _child_rng(config, _KEY_ENCOUNTER, enc.individual, enc.key)
         setting = _SETTINGS[int(erng.choice(len(_SETTINGS), p=_SETTING_P))]
-        pose_base = _encounter_pose(erng)
+        pose_base = _encounter_pose(erng, config.pose_variation)
         scene = _encounter_scene(erng, setting, image_hw, _body_top(pose_base, image_hw))
         light_base = _encounter_light(erng)
         for photo in enc.photos:
             prng = _child_rng(config, _KEY_PHOTO, enc.individual, photo.key)
-            occlusion = _choose(prng, _OCCLUSIONS[setting])
+            occlusion = _choose(prng, _occlusion_options(setting, config.occlusion))
             rgb, body, pattern = _render_photo(prng, ind, scene, pose_base, light_base,
-                                               occlusion, image_hw)
+                                               occlusion, image_hw, config)
             rel = {"path": f"images/{photo.image_id}.png",
                    "mask_path": f"masks/{photo.image_id}.png",
                    "pattern_path": f"patterns/{photo.image_id}.png"}

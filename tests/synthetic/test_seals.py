@@ -193,3 +193,30 @@ def test_refuses_to_overwrite_foreign_folder(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         generate_seal_dataset(out, config)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_difficulty_knobs(tmp_path: Path) -> None:
+    """blur and occlusion do what they say on the same seals; out-of-range values are refused."""
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    base = SealDatasetConfig(n_known=3, n_unknown=0, gallery_per_individual=2, queries_per_known=1,
+                             image_size=(160, 224), seed=4)
+
+    def sharpness_and_body(config, name):
+        ds = generate_seal_dataset(tmp_path / name, config)
+        _, rows = _rows(ds.gallery_csv)
+        grey = [np.asarray(Image.open(ds.root / r["path"]).convert("L"), np.float32) for r in rows]
+        body = [np.asarray(Image.open(ds.root / r["mask_path"])) > 0 for r in rows]
+        # mid-frequency detail (a difference of Gaussians: defocus removes it, sensor noise barely adds to it)
+        detail = [(ndimage.gaussian_filter(g, 1.5) - ndimage.gaussian_filter(g, 3.0)).var() for g in grey]
+        return np.mean(detail), np.mean([b.mean() for b in body])
+
+    sharp, body = sharpness_and_body(base, "base")
+    blurred, _ = sharpness_and_body(replace(base, blur=2.5), "blur")
+    _, hidden = sharpness_and_body(replace(base, occlusion=3.0), "occluded")
+    assert blurred < 0.8 * sharp
+    assert hidden < body
+    with pytest.raises(ValueError, match="pose_variation"):
+        generate_seal_dataset(tmp_path / "bad", replace(base, pose_variation=-1.0))

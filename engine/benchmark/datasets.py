@@ -1,0 +1,157 @@
+"""What ``--dataset`` names: a folder or CSV in the wildlife-datasets style, a built-in
+synthetic seal set, or a wildlife-datasets dataset already downloaded.
+
+Every dataset becomes one labelled manifest (``metadata.csv``: ``image_id,identity,path`` and
+optional ``orientation``, ``date``, ``mask_path``, ``sequence``, ``species`` ...; paths relative
+to the CSV's folder) and, when it has them, its own fixed splits (``splits/<kind>.csv``).
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from reid_engine.errors import UsageError
+from reid_engine.synthetic.seals import SealDatasetConfig, generate_seal_dataset
+
+REQUIRED_COLUMNS = ("image_id", "identity", "path")
+# the generator's own knobs, from easy to hard; "synthetic-seal-tiny" is the test tier's
+SYNTHETIC: dict[str, SealDatasetConfig] = {
+    "synthetic-seal-tiny": SealDatasetConfig(n_known=5, n_unknown=0, gallery_per_individual=2, queries_per_known=1,
+                                             image_size=(192, 256), seed=11),
+    "synthetic-seal-easy": SealDatasetConfig(n_known=20, n_unknown=0, gallery_per_individual=3, queries_per_known=2,
+                                             seed=21, pose_variation=0.5, occlusion=0.5, blur=0.5),
+    "synthetic-seal": SealDatasetConfig(n_known=30, n_unknown=0, gallery_per_individual=3, queries_per_known=2,
+                                        seed=22),
+    "synthetic-seal-hard": SealDatasetConfig(n_known=40, n_unknown=0, gallery_per_individual=3, queries_per_known=2,
+                                             seed=23, pose_variation=1.6, occlusion=1.8, blur=1.8),
+}
+WILDLIFE_PREFIX = "wildlife:"
+UNLABELLED = {"", "unknown", "nan", "none"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset ready for the harness.
+
+    name          how results name it (``--dataset`` for built-ins, the folder's name otherwise)
+    metadata      the labelled manifest every cell reads (the dataset's own, or one written here)
+    splits_dir    the dataset's fixed splits (``<kind>.csv``: image_id,split[,truth]), if any
+    source        where it came from, in words
+    """
+
+    name: str
+    metadata: Path
+    splits_dir: Path | None
+    source: str
+
+    def rows(self) -> list[dict[str, str]]:
+        """The manifest's rows (column → value), labelled photos only."""
+        with self.metadata.open(encoding="utf-8-sig", newline="") as handle:
+            return [r for r in csv.DictReader(handle) if (r.get("identity") or "").strip().lower() not in UNLABELLED]
+
+    def columns(self) -> list[str]:
+        with self.metadata.open(encoding="utf-8-sig", newline="") as handle:
+            return list(csv.DictReader(handle).fieldnames or [])
+
+
+def builtin_names() -> list[str]:
+    return sorted(SYNTHETIC)
+
+
+def resolve_dataset(spec: str, workdir: Path) -> Dataset:
+    """``--dataset`` → :class:`Dataset`; built-in synthetic sets are generated under ``workdir``."""
+    if spec in SYNTHETIC:
+        return synthetic_dataset(spec, SYNTHETIC[spec], Path(workdir) / "datasets" / spec)
+    if spec.startswith(WILDLIFE_PREFIX):
+        return wildlife_dataset(spec[len(WILDLIFE_PREFIX):], Path(workdir) / "datasets")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        metadata = path / "metadata.csv"
+        if not metadata.is_file():
+            raise UsageError(f"--dataset {spec}: the folder has no metadata.csv (columns image_id,identity,path, "
+                             "paths relative to the folder)")
+        return _checked(Dataset(path.resolve().name, metadata.resolve(), _splits_dir(path), f"folder {path}"))
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _checked(Dataset(path.stem, path.resolve(), _splits_dir(path.parent), f"CSV {path}"))
+    raise UsageError(f"--dataset {spec}: not a folder with metadata.csv, a CSV file, a built-in ("
+                     f"{', '.join(builtin_names())}) or {WILDLIFE_PREFIX}NAME=ROOT (a downloaded wildlife-datasets copy)")
+
+
+def _splits_dir(folder: Path) -> Path | None:
+    splits = folder / "splits"
+    return splits.resolve() if splits.is_dir() else None
+
+
+def _checked(dataset: Dataset) -> Dataset:
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns()]
+    if missing:
+        raise UsageError(f"{dataset.metadata}: missing column(s) {', '.join(missing)} (a dataset manifest has "
+                         "image_id,identity,path)")
+    if not dataset.rows():
+        raise UsageError(f"{dataset.metadata}: no labelled photo (every identity is empty or 'unknown')")
+    return dataset
+
+
+def synthetic_dataset(name: str, config: SealDatasetConfig, folder: Path) -> Dataset:
+    """Generate (or reuse) the synthetic seal set and write its one labelled manifest: the
+    generator's gallery and query photos together, each with its individual's name."""
+    data = generate_seal_dataset(folder / "data", config)
+    metadata = folder / "metadata.csv"
+    columns = ["image_id", "identity", "path", "mask_path", "sequence", "species", "orientation"]
+    rows = []
+    for source, label in ((data.gallery_csv, "identity"), (data.query_csv, "truth")):
+        with source.open(encoding="utf-8", newline="") as handle:
+            for r in csv.DictReader(handle):
+                rows.append({**{c: r.get(c, "") for c in columns}, "identity": r[label],
+                             "path": f"data/{r['path']}", "mask_path": f"data/{r['mask_path']}"})
+    _write_rows(metadata, columns, sorted(rows, key=lambda r: r["image_id"]))
+    knobs = dataclasses.asdict(config)
+    return Dataset(name, metadata.resolve(), None, f"built-in synthetic seals {knobs}")
+
+
+def wildlife_dataset(spec: str, workdir: Path) -> Dataset:
+    """``NAME=ROOT``: a dataset class of the ``wildlife-datasets`` package over a copy the user
+    downloaded to ROOT (``wildlife_datasets.datasets.NAME(ROOT).df``)."""
+    name, _, root = spec.partition("=")
+    if not name or not root:
+        raise UsageError(f"--dataset {WILDLIFE_PREFIX}{spec}: write {WILDLIFE_PREFIX}NAME=ROOT, e.g. "
+                         f"{WILDLIFE_PREFIX}SealID=/data/SealID (a copy you downloaded)")
+    if importlib.util.find_spec("wildlife_datasets") is None:
+        raise UsageError(f"--dataset {WILDLIFE_PREFIX}{spec}: needs the wildlife-datasets package "
+                         "(pip install wildlife-datasets); the harness never downloads data")
+    root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        raise UsageError(f"--dataset {WILDLIFE_PREFIX}{spec}: {root_path} is not there; download {name} with "
+                         "wildlife-datasets first (the harness never downloads data)")
+    module = importlib.import_module("wildlife_datasets.datasets")
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise UsageError(f"--dataset {WILDLIFE_PREFIX}{spec}: wildlife_datasets.datasets has no dataset {name!r}")
+    try:
+        frame = cls(str(root_path)).df
+    except Exception as exc:  # noqa: BLE001 - the package's own errors, for a copy it cannot read
+        raise UsageError(f"--dataset {WILDLIFE_PREFIX}{spec}: wildlife-datasets could not load {root_path} "
+                         f"({type(exc).__name__}: {exc})") from None
+    columns = ["image_id", "identity", "path"] + [c for c in ("orientation", "date", "species") if c in frame.columns]
+    rows = [{c: "" if frame[c].iloc[i] is None else str(frame[c].iloc[i]) for c in columns} for i in range(len(frame))]
+    for r in rows:
+        r["path"] = str((root_path / r["path"]).resolve())
+    metadata = workdir / f"wildlife-{name}" / "metadata.csv"
+    _write_rows(metadata, columns, rows)
+    return _checked(Dataset(name, metadata.resolve(), _splits_dir(root_path), f"wildlife-datasets {name} at {root_path}"))
+
+
+def _write_rows(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)

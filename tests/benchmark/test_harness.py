@@ -1,0 +1,96 @@
+"""reid-engine benchmark end to end on the tiny synthetic set: results, plots, resume, compare."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reid_engine.benchmark import harness
+from reid_engine.benchmark.harness import BenchmarkOptions, benchmark
+from reid_engine.errors import ReidError
+from tests.conftest import run_cli
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, fast_profile):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    result = run_cli("benchmark", "--dataset", "synthetic-seal-tiny", "--profile", str(fast_profile),
+                     "--split", "closed", "--split", "open", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_results_tables_and_plots(finished):
+    out, result = finished
+    results = json.loads((out / "results.json").read_text())
+    assert [c["split"] for c in results["cells"]] == ["closed", "open"]
+    closed, open_ = results["cells"]
+    assert closed["metrics"]["n_known_queries"] == 5 and open_["metrics"]["n_unknown_queries"] == 3
+    assert open_["calibrated"] and not closed["calibrated"]  # --calibrate open (the default)
+    assert all(0.0 <= c["metrics"]["top1"] <= 1.0 and c["peak_rss_mb"] > 0 and c["queries"] for c in results["cells"])
+    assert results["machine"]["cpus_usable"] >= 1 and results["versions"]["torch"]
+    md = (out / "results.md").read_text()
+    assert "## split: closed" in md and "| synthetic-seal-tiny |" in md and "BAKS / BAUS / geo-mean" in md
+    assert "## split: open" in result.stdout
+    names = sorted(p.name for p in (out / "plots").iterdir())
+    assert names == ["cmc-synthetic-seal-tiny-closed.png", "cmc-synthetic-seal-tiny-open.png",
+                     "reliability-synthetic-seal-tiny-closed.png", "reliability-synthetic-seal-tiny-open.png",
+                     "threshold-synthetic-seal-tiny-open.png", "time-vs-accuracy.png"]
+    assert all((out / "plots" / n).read_bytes().startswith(PNG) for n in names)
+
+
+def test_resume_after_a_killed_run_reruns_only_the_unfinished_cell(finished, fast_profile):
+    out, _ = finished
+    closed = next((out / "cells").rglob("closed/cell.json"))
+    open_ = next((out / "cells").rglob("open/cell.json"))
+    stamp = closed.stat().st_mtime_ns
+    open_.unlink()  # as if killed during the open cell
+    result = run_cli("benchmark", "--dataset", "synthetic-seal-tiny", "--profile", str(fast_profile),
+                     "--split", "closed", "--split", "open", "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "closed: finished earlier, reused (--resume)" in result.stderr
+    assert "open: running" in result.stderr and open_.is_file()
+    assert closed.stat().st_mtime_ns == stamp
+
+
+def test_compare_same_results_and_a_regression(finished, tmp_path):
+    out, _ = finished
+    same = run_cli("benchmark", "--out", str(out), "--compare", str(out / "results.json"), "--fail-on-regression")
+    assert same.returncode == 0, same.stderr
+    assert "0 better, 0 worse beyond noise" in same.stdout
+    worse = json.loads((out / "results.json").read_text())
+    for cell in worse["cells"]:
+        for q in cell["queries"]:
+            q["ranked"] = [r for r in q["ranked"] if r != q["truth"]]
+        cell["metrics"]["top1"] = 0.0
+    (tmp_path / "results.json").write_text(json.dumps(worse))
+    regressed = run_cli("benchmark", "--out", str(tmp_path), "--compare", str(out / "results.json"),
+                        "--fail-on-regression")
+    assert regressed.returncode == 1
+    assert "worse" in regressed.stdout and "paired" in regressed.stdout
+
+
+def test_a_failed_cell_is_reported_and_the_others_go_on(tmp_path, fast_profile, monkeypatch):
+    real = harness.run_cell
+
+    def flaky(spec):
+        if spec.split == "open":
+            raise ReidError("weight 'x' is not installed")
+        return real(spec)
+
+    monkeypatch.setattr(harness, "run_cell", flaky)
+    result = benchmark(BenchmarkOptions(datasets=["synthetic-seal-tiny"], profiles=[str(fast_profile)],
+                                        splits=["closed", "open"], out=tmp_path / "b", isolate=False),
+                       log=lambda line: None)
+    assert [c["split"] for c in result.cells] == ["closed"]
+    assert result.failed[0]["error"] == "ReidError: weight 'x' is not installed"
+    assert "failed: ReidError: weight 'x' is not installed" in result.results_md.read_text()
+
+
+def test_a_wrong_profile_stops_before_any_work(tmp_path):
+    result = run_cli("benchmark", "--dataset", "synthetic-seal-tiny", "--profile", "no-such", "--out", str(tmp_path / "b"))
+    assert result.returncode == 2 and "not a shipped profile" in result.stderr
+    assert not (tmp_path / "b").exists()
