@@ -10,7 +10,7 @@
 # add /tmp/old REV`, then a folder /tmp/oldshim/reid_engine holding links to /tmp/old/engine/*
 # plus registry -> /tmp/old/registry and plugins -> /tmp/old/plugins.
 # NYALA_DB (a nyala-dev database with the shipped profile's features cached, e.g. from
-# benchmarks/nyala_dev.py) is copied, so the nyala-dev run extracts nothing; NYALA=0 skips it.
+# the benchmark cell DIR/cells/nyala-dev/nyala/closed/gallery.db) is copied, so the nyala-dev run extracts nothing; NYALA=0 skips it.
 set -eu
 O=$1; export PYTHONPATH=${2:-}
 REPO=$(cd "$(dirname "$0")/.." && pwd)

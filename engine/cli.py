@@ -329,7 +329,8 @@ def benchmark(
         log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
         result = run_benchmark(BenchmarkOptions(datasets=dataset, profiles=profile, splits=split or ["closed"], out=out,
                                                 device=resolve_device(device), resume=resume, calibrate=calibrate,
-                                                seed=seed, progress=not quiet and sys.stderr.isatty()), log=log)
+                                                seed=seed, progress=not quiet and sys.stderr.isatty(),
+                                                command=" ".join(["reid-engine", *sys.argv[1:]])), log=log)
         out_console.print(escape(result.results_md.read_text(encoding="utf-8")), highlight=False)
         out_console.print(escape(f"results: {result.results_json} · {result.results_md} · {len(result.plots)} plot(s) in "
                                  f"{result.results_md.parent / 'plots'}"))

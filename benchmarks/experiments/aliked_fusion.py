@@ -1,7 +1,7 @@
 """Experiment on cached nyala-dev features (closed split), run from the repository root after
-`python benchmarks/nyala_dev.py --profile benchmarks/profiles/nyala-aliked-plain.toml --split closed
---workdir /tmp/nyala-bench --keep-cache` has cached the HesAff and ALIKED features in
-/tmp/nyala-bench/nyala-aliked.db. Not a test; numbers are quoted in the issue-3 closing note.
+`reid-engine benchmark --dataset ../shared/data/nyala-dev --profile benchmarks/profiles/nyala-aliked-plain.toml
+--split closed --out /tmp/nyala-bench` has cached the HesAff and ALIKED features in
+/tmp/nyala-bench/cells/nyala-dev/nyala-aliked-plain/closed/gallery.db (pass it where this reads the database). Not a test; numbers are quoted in the issue-3 closing note.
 """
 exec(open('benchmarks/experiments/aliked_budget.py').read().split("for k in (256")[0])
 ex_h2 = comp.embedder_extractor

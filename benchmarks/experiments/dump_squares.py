@@ -3,7 +3,7 @@
     python benchmarks/experiments/dump_squares.py --db DB --out /tmp/emb/squares.npz [--side 288]
 
 ``DB``: a database that already holds the shipped nyala profile's IS-Net masks (e.g. the one
-``nyala_dev.py`` leaves). Saves uint8 (N, S, S, 3) for two views: ``masked`` (the animal,
+a `reid-engine benchmark` cell leaves in DIR/cells/nyala-dev/nyala/closed/gallery.db). Saves uint8 (N, S, S, 3) for two views: ``masked`` (the animal,
 background greyed, cropped and squared: :func:`reid_engine.embedding.views.animal_square`) and
 ``whole`` (the whole photo squared), with image ids and identities in metadata order.
 """

@@ -3,7 +3,7 @@
 
     python benchmarks/experiments/full_gallery_counts.py --db DB --pipeline aliked-ratio --out counts.npz
 
-``DB`` holds the shipped nyala profile's cached features (``nyala_dev.py`` leaves one). Saves
+``DB`` holds the shipped nyala profile's cached features (the `reid-engine benchmark` cell DIR/cells/nyala-dev/nyala/closed/gallery.db). Saves
 ``counts`` float32 (queries, gallery), the query and gallery image ids and identities, and prints
 top-1/top-5 of identities ranked by their best photo's count.
 """

@@ -1,6 +1,6 @@
-"""Per-pipeline and fused top-1/top-5 from the raw scores a ``nyala_dev.py`` run saved.
+"""Per-pipeline and fused top-1/top-5 from the raw scores a ``reid-engine benchmark`` cell saved.
 
-    python benchmarks/experiments/view_fusion.py /tmp/nyala-bench/scores-nyala-view-masked-closed.npz
+    python benchmarks/experiments/view_fusion.py /tmp/nyala-bench/cells/nyala-dev/nyala-view-masked/closed/scores.npz
 
 Each pipeline's raw pair scores (N_q, B) are put on one scale (divided by their 99th
 percentile over all scored pairs), fused as a weighted sum for a few weights, and ranked by

@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from reid_engine.calibration.fit import expected_calibration_error
+from reid_engine.calibration.fusion import aggregate
 from reid_engine.commands.calibrate import calibrate
 from reid_engine.commands.run import run
 from reid_engine.errors import UsageError
 from reid_engine.files import write_atomic
+from reid_engine.metrics import mean_average_precision, top_k_accuracy
 from reid_engine.records import NEW_INDIVIDUAL
 from reid_engine.registry.profiles import Profile, builtin_profiles, load_profile_file
 from reid_engine.runs import RunOptions
@@ -134,6 +136,7 @@ def run_cell(spec: CellSpec) -> dict:
                     "calibration": result.calibration, "threshold": result.threshold, "notices": result.notices,
                     "errors": len(result.errors)}
     link_blobs(db.with_name(db.name + ".d"), spec.shared_store)
+    save_scores(result, spec.folder / "scores.npz")
     queries = per_query(result, spec)
     n_queries = max(1, result.counts.get("queries", 0))
     record = {
@@ -143,6 +146,7 @@ def run_cell(spec: CellSpec) -> dict:
         "metrics": {k: _plain(v) for k, v in result.metrics.items()},
         "ece": identity_ece(queries),
         "shortlist_recall": shortlist_recall(result),
+        "stages": stage_accuracy(result),
         "seconds": time.perf_counter() - t0,
         # matching time per query with every photo's features cached (shortlist + local matching)
         "s_per_query": (result.timings.get("shortlist_s", 0.0) + result.timings.get("matching_s", 0.0)) / n_queries,
@@ -217,6 +221,39 @@ def shortlist_recall(result) -> float:
     hits = [p.truth in {ids[r] for r in index[q]} for q, p in enumerate(result.predictions)
             if p.truth is not None and p.truth != NEW_INDIVIDUAL]
     return float(np.mean(hits)) if hits and index is not None else float("nan")
+
+
+def stage_accuracy(result) -> dict[str, dict[str, float]]:
+    """Accuracy of each stage alone over the shortlist: recall@B of the shortlist (the right
+    individual among the first B gallery photos), top-1/top-5/mAP of the global embedding's
+    cosine alone, and of each local pipeline's raw score alone (identities ranked by their best photo)."""
+    truth = [p.truth for p in result.predictions]
+    known = [t not in (None, NEW_INDIVIDUAL) for t in truth]
+    ids = result.gallery_identities
+    index = result.shortlist_index
+    if index is None or not any(known):
+        return {}
+    out: dict[str, dict[str, float]] = {"shortlist": {"B": int(index.shape[1])}}
+    for b in sorted({1, 5, 10, 20, 50, 100, 200, int(index.shape[1])}):
+        if b <= index.shape[1]:
+            hits = [truth[q] in {ids[r] for r in index[q, :b]} for q in range(len(truth)) if known[q]]
+            out["shortlist"][f"recall@{b}"] = float(np.mean(hits))
+    for name, scores in [("global-embedding", result.shortlist_sim), *result.raw_scores.items()]:
+        ranked = [[s.identity for s in aggregate(np.nan_to_num(scores[q], nan=-1.0), index[q], ids, "max", scores[q])]
+                  for q in range(index.shape[0])]
+        out[name] = {"top1": top_k_accuracy(truth, ranked, 1), "top5": top_k_accuracy(truth, ranked, 5),
+                     "mAP": mean_average_precision(truth, ranked)}
+    return out
+
+
+def save_scores(result, path: Path) -> None:
+    """The cell's shortlist and raw scores, for offline fusion studies (benchmarks/experiments):
+    index int (Q, B) gallery rows, sim float (Q, B), identities (G,), truth (Q,), raw_PIPELINE (Q, B)."""
+    if result.shortlist_index is None:
+        return
+    np.savez(path, index=result.shortlist_index, sim=result.shortlist_sim, identities=np.array(result.gallery_identities),
+             truth=np.array([p.truth or "" for p in result.predictions]),
+             **{f"raw_{name}": raw for name, raw in result.raw_scores.items()})
 
 
 def link_blobs(source: Path, target: Path) -> int:

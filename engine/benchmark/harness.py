@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -47,6 +46,7 @@ class BenchmarkOptions:
     seed: int = 0
     isolate: bool = True  # each cell in a child process (own peak memory)
     progress: bool = False
+    command: str = ""  # the command line, recorded in results.json
 
 
 @dataclass
@@ -108,7 +108,7 @@ def benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print) -> 
         log(f"[{i}/{len(cells)}] {spec.key}: top-1 {m.get('top1', float('nan')):.3f}, "
             f"{record['seconds']:.0f} s")
         records.append(record)
-    results = {"format": 1, "command": " ".join(["reid-engine", "benchmark", *sys.argv[2:]]) if sys.argv else "",
+    results = {"format": 1, "command": options.command,
                "machine": machine(), "versions": versions(), "git_commit": git_commit(),
                "options": {"datasets": options.datasets, "profiles": options.profiles, "splits": options.splits,
                            "calibrate": options.calibrate, "seed": options.seed, "device": options.device},

@@ -167,6 +167,16 @@ def write_results_md(results: dict, path: Path, plots: list[Path]) -> Path:
     for f in results.get("failed", []):
         lines.append(f"| {f['dataset']} | {f['profile']} | {f['split']} | failed: {f['error']} |"
                      + " |" * 12)
+    lines += ["", "## each stage alone", "", "| dataset | profile | split | shortlist recall@B | stage: top-1 / top-5 / mAP |",
+              "|---|---|---|---|---|"]
+    for c in cells:
+        stages = dict(c.get("stages") or {})
+        short = stages.pop("shortlist", {})
+        b = short.get("B")
+        recall = f"{_f(short.get(f'recall@{b}'))} (B = {b})" if b else "–"
+        alone = "; ".join(f"{name} {_f(v.get('top1'))} / {_f(v.get('top5'))} / {_f(v.get('mAP'))}"
+                          for name, v in stages.items())
+        lines.append(f"| {c['dataset']} | {c['profile']} | {c['split']} | {recall} | {alone or '–'} |")
     lines += ["", "s/query: shortlist and matching time per query with every photo's features cached; cell s: the "
               "whole cell (features, training, calibration, run); peak MB: the cell process's peak resident memory.",
               "", "## plots", ""]
