@@ -16,7 +16,6 @@ child process, so its peak memory is its own and a crash stays in its cell.
 
 from __future__ import annotations
 
-import concurrent.futures
 import csv
 import hashlib
 import json
@@ -34,7 +33,7 @@ from reid_engine.calibration.fit import expected_calibration_error
 from reid_engine.calibration.fusion import aggregate
 from reid_engine.commands.calibrate import calibrate
 from reid_engine.commands.run import run
-from reid_engine.errors import UsageError
+from reid_engine.errors import ReidError, UsageError
 from reid_engine.files import write_atomic
 from reid_engine.metrics import mean_average_precision, top_k_accuracy
 from reid_engine.records import NEW_INDIVIDUAL
@@ -110,10 +109,39 @@ def finished(spec: CellSpec) -> dict | None:
 
 
 def run_cell_isolated(spec: CellSpec) -> dict:
-    """:func:`run_cell` in a fresh child process (spawned: no torch state is inherited)."""
+    """:func:`run_cell` in a fresh child process (spawned: no torch state is inherited, the
+    peak memory is the cell's own). Ctrl-C or a kill of the benchmark stops the child too; a
+    child that dies (killed for memory, say) is a :class:`ReidError` naming the cell."""
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(run_cell, spec).result()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_cell_process, args=(spec, send), daemon=True, name=f"cell {spec.key}")
+    process.start()
+    send.close()
+    try:
+        try:
+            kind, value = receive.recv()
+        except EOFError:
+            process.join()
+            raise ReidError(f"cell {spec.key}: its process ended without a result (exit status {process.exitcode}; "
+                            "-9 is a kill, e.g. for memory); what it extracted is kept, --resume runs it again") from None
+        process.join()
+    except BaseException:
+        process.terminate()
+        process.join()
+        raise
+    if kind == "error":
+        raise value
+    return value
+
+
+def _cell_process(spec: CellSpec, send) -> None:
+    try:
+        send.send(("ok", run_cell(spec)))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which decides
+        try:
+            send.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            send.send(("error", ReidError(f"{type(exc).__name__}: {exc}")))
 
 
 def run_cell(spec: CellSpec) -> dict:

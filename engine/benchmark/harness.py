@@ -100,9 +100,9 @@ def benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print) -> 
         log(f"[{i}/{len(cells)}] {spec.key}: running")
         try:
             record = run_cell_isolated(spec) if options.isolate else run_cell(spec)
-        except ReidError as exc:  # a missing weight, a bad profile for this data...: the other cells go on
-            log(f"[{i}/{len(cells)}] {spec.key}: failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a missing weight, a bad profile for this data, a bug: the other cells go on
             records.append(failed_record(spec, exc))
+            log(f"[{i}/{len(cells)}] {spec.key}: failed: {records[-1]['error']}")
             continue
         m = record["metrics"]
         log(f"[{i}/{len(cells)}] {spec.key}: top-1 {m.get('top1', float('nan')):.3f}, "
@@ -124,8 +124,11 @@ def benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print) -> 
 
 
 def failed_record(spec: CellSpec, exc: Exception) -> dict:
+    """A cell that stopped: a ReidError is the engine's own message; anything else is a bug, said so."""
+    what = f"{type(exc).__name__}: {exc}" if isinstance(exc, ReidError) else \
+        f"unexpected {type(exc).__name__}: {exc} (a bug in reid-engine or a plugin; REID_ENGINE_DEBUG=1 shows where)"
     return {"key": spec.key, "dataset": spec.dataset, "profile": profile_label(spec.profile), "split": spec.split,
-            "error": f"{type(exc).__name__}: {exc}"}
+            "error": what}
 
 
 def _safe(name: str) -> str:
