@@ -231,6 +231,10 @@ def _print_result(result, profile, options) -> None:
         keys = [k for k in ("top1", "top5", "mAP", "BAKS", "BAUS", "geo_mean") if k in m]
         out_console.print("accuracy  " + "  ".join(f"{k}={_fmt(m[k])}" for k in keys)
                           + f"  ({m.get('n_known_queries', 0)} known, {m.get('n_unknown_queries', 0)} unknown queries)")
+        if result.metrics_per_photo:
+            a = result.metrics_per_photo
+            out_console.print("each photo alone  " + "  ".join(f"{k}={_fmt(a[k])}" for k in keys if k in a)
+                              + f"  (sequences identified together: {result.counts.get('sequences_pooled', 0)})")
     c, t = result.counts, result.timings
     out_console.print(f"gallery {c['gallery_images']} images of {c['gallery_individuals']} individuals; features "
                       f"computed {c['features_computed']}, reused {c['features_reused']}; {len(result.errors)} unusable images; "

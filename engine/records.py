@@ -169,6 +169,9 @@ class Prediction:
     candidates: tuple[Candidate, ...]
     truth: str | None = None
     animal: str = ""  # which pixels were used: AnimalView.describe() (mask source, instance, fallback, crop)
+    sequence: str = ""  # the query's sequence (manifest column), when it has one
+    photo_prediction: str = ""  # what this photo alone says; differs from prediction when its sequence was pooled
+    photo_score: float = float("nan")
 
 
 INSTANCE_KEY = "instance"  # ImageRecord.extra key naming the instance a query record stands for

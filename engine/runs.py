@@ -44,3 +44,5 @@ class RunResult:
     gallery_identities: list[str] = field(default_factory=list)
     threshold: float = float("nan")
     calibration: str = "profile"
+    # with [decision] sequences pooled: the metrics of each photo identified alone (``metrics`` are the pooled ones)
+    metrics_per_photo: dict[str, float | int] = field(default_factory=dict)

@@ -128,10 +128,13 @@ class SegmentSettings:
 
 @dataclass(frozen=True)
 class DecisionSettings:
-    """Identity aggregation and the known/new threshold on the fused probability."""
+    """Identity aggregation, the known/new threshold on the fused probability, and whether the
+    photos of one query sequence are identified together (``sequences``: off, mean or max of
+    the photos' identity probabilities; see reid_engine.decision)."""
 
     aggregate: Literal["max", "sum"] = "max"
     threshold: float = 0.5
+    sequences: Literal["off", "mean", "max"] = "off"
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,7 @@ def run_cell(spec: CellSpec) -> dict:
         "profile": profile_label(spec.profile), "profile_source": str(profile_path(spec.profile)), "split": spec.split,
         "split_source": spec.split_source, "calibrated": spec.calibrate,
         "metrics": {k: _plain(v) for k, v in result.metrics.items()},
+        "metrics_per_photo": {k: _plain(v) for k, v in result.metrics_per_photo.items()},
         "ece": identity_ece(queries),
         "shortlist_recall": shortlist_recall(result),
         "stages": stage_accuracy(result),

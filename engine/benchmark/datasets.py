@@ -17,19 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid_engine.errors import UsageError
+from reid_engine.records import NEW_INDIVIDUAL
 from reid_engine.synthetic.seals import SealDatasetConfig, generate_seal_dataset
 
 REQUIRED_COLUMNS = ("image_id", "identity", "path")
 # the generator's own knobs, from easy to hard; "synthetic-seal-tiny" is the test tier's
 SYNTHETIC: dict[str, SealDatasetConfig] = {
-    "synthetic-seal-tiny": SealDatasetConfig(n_known=5, n_unknown=0, gallery_per_individual=2, queries_per_known=1,
-                                             image_size=(192, 256), seed=11),
-    "synthetic-seal-easy": SealDatasetConfig(n_known=20, n_unknown=0, gallery_per_individual=3, queries_per_known=2,
-                                             seed=21, pose_variation=0.5, occlusion=0.5, blur=0.5),
-    "synthetic-seal": SealDatasetConfig(n_known=30, n_unknown=0, gallery_per_individual=3, queries_per_known=2,
-                                        seed=22),
-    "synthetic-seal-hard": SealDatasetConfig(n_known=40, n_unknown=0, gallery_per_individual=3, queries_per_known=2,
-                                             seed=23, pose_variation=1.6, occlusion=1.8, blur=1.8),
+    "synthetic-seal-tiny": SealDatasetConfig(n_known=4, n_unknown=1, gallery_per_individual=2, queries_per_known=2,
+                                             queries_per_unknown=2, image_size=(192, 256), seed=11),
+    "synthetic-seal-easy": SealDatasetConfig(n_known=20, n_unknown=5, gallery_per_individual=3, queries_per_known=2,
+                                             queries_per_unknown=2, seed=21, pose_variation=0.5, occlusion=0.5, blur=0.5),
+    "synthetic-seal": SealDatasetConfig(n_known=30, n_unknown=8, gallery_per_individual=3, queries_per_known=2,
+                                        queries_per_unknown=2, seed=22),
+    "synthetic-seal-hard": SealDatasetConfig(n_known=40, n_unknown=10, gallery_per_individual=3, queries_per_known=2,
+                                             queries_per_unknown=2, seed=23, pose_variation=1.6, occlusion=1.8, blur=1.8),
 }
 WILDLIFE_PREFIX = "wildlife:"
 UNLABELLED = {"", "unknown", "nan", "none"}
@@ -99,20 +100,27 @@ def _checked(dataset: Dataset) -> Dataset:
 
 
 def synthetic_dataset(name: str, config: SealDatasetConfig, folder: Path) -> Dataset:
-    """Generate (or reuse) the synthetic seal set and write its one labelled manifest: the
-    generator's gallery and query photos together, each with its individual's name."""
+    """Generate (or reuse) the synthetic seal set; write its one labelled manifest (every photo
+    with its individual, unknown ones included) and its own fixed splits, the generator's:
+    ``open`` (its gallery; its queries, of known and unknown individuals) and ``closed`` (the
+    same without the unknown individuals). A known individual's queries are one sequence."""
     data = generate_seal_dataset(folder / "data", config)
-    metadata = folder / "metadata.csv"
     columns = ["image_id", "identity", "path", "mask_path", "sequence", "species", "orientation"]
-    rows = []
-    for source, label in ((data.gallery_csv, "identity"), (data.query_csv, "truth")):
+    rows, splits = [], []
+    for source, label, role in ((data.gallery_csv, "identity", "gallery"), (data.query_csv, "individual", "query")):
         with source.open(encoding="utf-8", newline="") as handle:
             for r in csv.DictReader(handle):
                 rows.append({**{c: r.get(c, "") for c in columns}, "identity": r[label],
                              "path": f"data/{r['path']}", "mask_path": f"data/{r['mask_path']}"})
-    _write_rows(metadata, columns, sorted(rows, key=lambda r: r["image_id"]))
-    knobs = dataclasses.asdict(config)
-    return Dataset(name, metadata.resolve(), None, f"built-in synthetic seals {knobs}")
+                splits.append((r["image_id"], role, r.get("truth") or r[label]))
+    _write_rows(folder / "metadata.csv", columns, sorted(rows, key=lambda r: r["image_id"]))
+    split_columns = ["image_id", "split", "truth"]
+    _write_rows(folder / "splits" / "open.csv", split_columns,
+                [dict(zip(split_columns, row)) for row in splits])
+    _write_rows(folder / "splits" / "closed.csv", split_columns,
+                [dict(zip(split_columns, row)) for row in splits if row[2] != NEW_INDIVIDUAL])
+    return Dataset(name, (folder / "metadata.csv").resolve(), (folder / "splits").resolve(),
+                   f"built-in synthetic seals {dataclasses.asdict(config)}")
 
 
 def wildlife_dataset(spec: str, workdir: Path) -> Dataset:

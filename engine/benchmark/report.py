@@ -167,6 +167,15 @@ def write_results_md(results: dict, path: Path, plots: list[Path]) -> Path:
     for f in results.get("failed", []):
         lines.append(f"| {f['dataset']} | {f['profile']} | {f['split']} | failed: {f['error']} |"
                      + " |" * 12)
+    pooled = [c for c in cells if c.get("metrics_per_photo")]
+    if pooled:
+        lines += ["", "## sequences identified together", "",
+                  "| dataset | profile | split | each photo alone: top-1 / top-5 / geo | sequence pooled: top-1 / top-5 / geo |",
+                  "|---|---|---|---|---|"]
+        for c in pooled:
+            lines.append(f"| {c['dataset']} | {c['profile']} | {c['split']} | "
+                         f"{' / '.join(_f(c['metrics_per_photo'].get(k)) for k in ('top1', 'top5', 'geo_mean'))} | "
+                         f"{' / '.join(_f(c['metrics'].get(k)) for k in ('top1', 'top5', 'geo_mean'))} |")
     lines += ["", "## each stage alone", "", "| dataset | profile | split | shortlist recall@B | stage: top-1 / top-5 / mAP |",
               "|---|---|---|---|---|"]
     for c in cells:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from pathlib import Path
 
 from reid_engine.calibration.fit import load_calibration
@@ -97,11 +98,20 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         counts.update(mask_counts(animals, {r.image_id for r in queries}))
     timings["total_s"] = time.perf_counter() - t_start
 
-    metrics = evaluate(predictions, unknown_groups={r.image_id: r.extra.get(UNKNOWN_GROUP) for r in queries})
+    unknown_groups = {r.image_id: r.extra.get(UNKNOWN_GROUP) for r in queries}
+    metrics = evaluate(predictions, unknown_groups=unknown_groups)
+    metrics_per_photo = {}
+    if profile.decision.sequences != "off" and any(p.sequence for p in predictions):
+        alone = dataclasses.replace(profile, decision=dataclasses.replace(profile.decision, sequences="off"))
+        metrics_per_photo = evaluate(decide_queries(components, alone, queries, gallery, scored, raw, options.top_k,
+                                                    fitted), unknown_groups=unknown_groups)
+        counts["sequences_pooled"] = sum(1 for n in Counter(p.sequence for p in predictions if p.sequence).values()
+                                         if n > 1)
     result = RunResult(predictions, errors, metrics, timings, counts, notices, shortlist_index=scored.index,
                        shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=identities,
                        threshold=fitted.confidence_threshold if fitted else profile.decision.threshold,
-                       calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)")
+                       calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)",
+                       metrics_per_photo=metrics_per_photo)
     if options.out is not None:
         make_evidence = None
         if options.write_report and options.explain_top > 0 and components.pipelines:

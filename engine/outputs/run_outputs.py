@@ -27,6 +27,8 @@ def run_summary(result: RunResult, options: RunOptions) -> dict:
     summary = {"profile": options.profile.name, "profile_source": options.profile.source, "db": str(options.db),
                "metrics": result.metrics, "counts": result.counts, "timings": result.timings,
                "threshold": result.threshold, "calibration": result.calibration, "notices": result.notices}
+    if result.metrics_per_photo:  # sequences identified together: what each photo alone scored
+        summary["metrics_per_photo"] = result.metrics_per_photo
     if options.profile.segment is not None:  # which animal of each photo was used, and how
         summary["segment"] = dataclasses.asdict(options.profile.segment)
     return summary

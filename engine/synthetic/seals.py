@@ -46,7 +46,7 @@ __all__ = [
     "generate_seal_dataset",
 ]
 
-GENERATOR_VERSION = "seals-1"
+GENERATOR_VERSION = "seals-2"  # 2: query.csv names each query's individual
 SPECIES = "ringed_seal"
 ORIENTATION = "left"
 NEW_INDIVIDUAL = "new_individual"
@@ -54,8 +54,8 @@ GALLERY_COLUMNS = (
     "image_id", "identity", "path", "mask_path", "pattern_path", "sequence", "species", "orientation",
 )
 QUERY_COLUMNS = (
-    "image_id", "path", "mask_path", "pattern_path", "sequence", "species", "orientation", "truth",
-)
+    "image_id", "path", "mask_path", "pattern_path", "sequence", "species", "orientation", "truth", "individual",
+)  # individual: who it really is, unknown ones included (for harness splits; the engine reads truth)
 
 # Canonical body frame: (H, W) canvas; the trunk runs from the nose to the tail base with its
 # belly near row _BELLY_Y, the hind flippers extend past the tail base to about x = 460.
@@ -1197,7 +1197,7 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
             if photo.role == "gallery":
                 gallery_rows.append({**row, "identity": photo.identity})
             else:
-                query_rows.append({**row, "truth": photo.truth})
+                query_rows.append({**row, "truth": photo.truth, "individual": photo.identity})
     query_rows.sort(key=lambda r: r["image_id"])
     _write_csv(root / "gallery.csv", GALLERY_COLUMNS, gallery_rows)
     _write_csv(root / "query.csv", QUERY_COLUMNS, query_rows)

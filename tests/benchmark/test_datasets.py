@@ -75,8 +75,15 @@ def test_wildlife_dataset_through_the_package(tmp_path, monkeypatch):
         resolve_dataset(f"wildlife:Nope={root}", tmp_path / "work")
 
 
-def test_builtin_synthetic_seals_are_labelled_photos(tmp_path):
+def test_builtin_synthetic_seals_are_labelled_photos_with_the_generators_splits(tmp_path):
     dataset = resolve_dataset("synthetic-seal-tiny", tmp_path)
     rows = dataset.rows()
-    assert len(rows) == 15 and len({r["identity"] for r in rows}) == 5
+    assert len(rows) == 18 and len({r["identity"] for r in rows}) == 5  # 4 known x (2 + 2), 1 unknown x 2
     assert all((dataset.metadata.parent / r["path"]).is_file() and r["mask_path"] for r in rows)
+    open_ = list(csv.DictReader((dataset.splits_dir / "open.csv").open()))
+    closed = list(csv.DictReader((dataset.splits_dir / "closed.csv").open()))
+    assert sum(r["truth"] == "new_individual" for r in open_) == 2 and len(closed) == 16
+    # a known individual's two queries are one sequence
+    sequence = {r["image_id"]: r["sequence"] for r in rows}
+    queries = [r for r in closed if r["split"] == "query"]
+    assert len({sequence[r["image_id"]] for r in queries}) == 4

@@ -28,7 +28,8 @@ def test_results_tables_and_plots(finished):
     results = json.loads((out / "results.json").read_text())
     assert [c["split"] for c in results["cells"]] == ["closed", "open"]
     closed, open_ = results["cells"]
-    assert closed["metrics"]["n_known_queries"] == 5 and open_["metrics"]["n_unknown_queries"] == 3
+    assert closed["metrics"]["n_known_queries"] == 8 and open_["metrics"]["n_unknown_queries"] == 2
+    assert open_["split_source"] == "the dataset's open.csv"  # the generator's own split
     assert open_["calibrated"] and not closed["calibrated"]  # --calibrate open (the default)
     assert all(0.0 <= c["metrics"]["top1"] <= 1.0 and c["peak_rss_mb"] > 0 and c["queries"] for c in results["cells"])
     assert results["machine"]["cpus_usable"] >= 1 and results["versions"]["torch"]

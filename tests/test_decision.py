@@ -1,0 +1,60 @@
+"""Sequences identified together: pooling the photos' identity probabilities."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from reid_engine.calibration.fusion import IdentityScore
+from reid_engine.decision import pool_rankings
+from reid_engine.registry.profiles import load_profile_file
+from tests.conftest import run_cli
+
+
+def _s(identity: str, score: float, row: int = 0, tie: float = 0.0) -> IdentityScore:
+    return IdentityScore(identity, score, row, row, tie)
+
+
+def test_mean_pooling_counts_a_missing_identity_as_zero_and_keeps_the_best_photo():
+    a = [_s("x", 0.9, row=1), _s("y", 0.8, row=2)]
+    b = [_s("y", 0.7, row=3), _s("z", 0.2, row=4)]
+    ranked, owners = pool_rankings([a, b], [10, 11], "mean")
+    assert [(s.identity, round(s.score, 3)) for s in ranked] == [("y", 0.75), ("x", 0.45), ("z", 0.1)]
+    assert owners == [10, 10, 11]  # y's best photo is in query 10's shortlist (0.8 > 0.7)
+    assert ranked[0].best_row == 2
+
+
+def test_max_pooling_takes_the_best_photo():
+    ranked, _ = pool_rankings([[_s("x", 0.9)], [_s("y", 0.95)]], [0, 1], "max")
+    assert [s.identity for s in ranked] == ["y", "x"]
+
+
+def test_run_pools_a_sequence_and_reports_each_photo_alone(tmp_path, seal_data, fast_profile):
+    """Two photos of one seal in one sequence get one answer; predictions.csv keeps each photo's own."""
+    profile = tmp_path / "pooled.toml"
+    profile.write_text(fast_profile.read_text().replace("[decision]", '[decision]\nsequences = "mean"'))
+    assert load_profile_file(profile).decision.sequences == "mean"
+    out = tmp_path / "out"
+    result = run_cli("run", "--profile", str(profile), "--gallery", str(seal_data.gallery_csv),
+                     "--query", str(seal_data.query_csv), "--db", str(tmp_path / "g.db"), "--out", str(out),
+                     "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert "each photo alone" in result.stdout
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert {"sequence", "photo_prediction", "photo_score"} <= set(rows[0])
+    by_sequence = {}
+    for r in rows:
+        by_sequence.setdefault(r["sequence"], set()).add(r["prediction"])
+    assert all(len(answers) == 1 for answers in by_sequence.values())  # one answer per sequence
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["sequences_pooled"] >= 1 and "top1" in summary["metrics_per_photo"]
+
+
+def test_sequences_setting_is_checked(tmp_path, fast_profile):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(fast_profile.read_text().replace("[decision]", '[decision]\nsequences = "median"'))
+    with pytest.raises(Exception, match="sequences"):
+        load_profile_file(bad)
+    assert load_profile_file(fast_profile).decision.sequences == "off"  # the default
