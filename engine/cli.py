@@ -688,6 +688,46 @@ def train_embedder_command(
         out_console.print(escape(f"model file: {result.out}"))
 
 
+@train_app.command("pattern")
+def train_pattern_command(
+    data: Path = typer.Option(..., "--data", help="a CSV with path and pattern_path (or pattern_mask_path) columns, optional mask_path and identity; or a folder of such CSVs (a synthetic seal set)"),
+    out: Path = typer.Option(..., "--out", help="the model file to write; a profile uses it as [[preprocess]] plugin = \"pattern\", model = \"OUT\""),
+    epochs: int = typer.Option(8, "--epochs", min=1),
+    crop: int = typer.Option(256, "--crop", min=64, help="training crop side in px (a multiple of 32)"),
+    max_side: int = typer.Option(512, "--max-side", min=64, help="photos are scaled to at most this side first"),
+    batch: int = typer.Option(8, "--batch", min=1),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="decoder learning rate (the encoder gets 0.3x)"),
+    val_share: float = typer.Option(0.2, "--val-share", min=0.0, max=0.5, help="share of individuals held out to measure pattern IoU/F1 on"),
+    encoder: str = typer.Option("tf_efficientnet_lite0", "--encoder", help="timm encoder (ImageNet start offline for tf_efficientnet_lite0/1/2)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT.ckpt"),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Train the pelage-pattern network (U-Net) on photos with pattern masks; the `pattern` preprocessor uses it."""
+    from reid_engine.device import resolve_device
+    from reid_engine.training.train_pattern import TrainPatternOptions, train_pattern
+
+    if crop % 32:
+        raise UsageError(f"--crop {crop}: must be a multiple of 32")
+    log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
+    result = train_pattern(TrainPatternOptions(data=data, out=out, epochs=epochs, crop=crop, max_side=max_side,
+                                               batch=batch, lr=lr, val_share=val_share, seed=seed, encoder=encoder,
+                                               device=resolve_device(device), resume=resume), log=log)
+    t = Table(title=escape(f"held out: {result.val_images} photos of {result.val_individuals} individuals "
+                           f"(trained on {result.train_images} photos; start: {result.init})"))
+    for col in ("epoch", "loss", "pattern IoU", "pattern F1", "s"):
+        t.add_column(col)
+    for row in result.history:
+        mark = " (kept)" if row["epoch"] == result.best_epoch else ""
+        t.add_row(f"{row['epoch']}{mark}", _fmt(row["loss"]), _fmt(row["val_iou"]), _fmt(row["val_f1"]),
+                  f"{row['seconds']:.0f}")
+    out_console.print(t)
+    out_console.print(escape(f"model: {result.out} (sha256 {result.model_sha256[:12]}); {result.seconds:.0f} s, peak "
+                             f"memory {result.peak_rss_mb:.0f} MB. Use it in a profile: [[preprocess]] plugin = "
+                             f"\"pattern\", model = \"{result.out}\""))
+
+
 export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Write trained models in other formats.")
 app.add_typer(export_app, name="export")
 

@@ -139,8 +139,10 @@ __all__ = [
     "model_from_arrays",
     "onnx_session_options",
     "point_features",
+    "predict_pattern",
     "read_checkpoint",
     "read_model_file",
+    "read_pattern_model",
     "resized_size",
     "rgb_tensor",
     "to_input",
@@ -167,6 +169,8 @@ _LAZY = {
     "ONNX_SPEC_KEY": ("reid_engine.embedding.onnx_export", "SPEC_KEY"),
     "export_onnx": ("reid_engine.embedding.onnx_export", "export_onnx"),
     "animal_square": ("reid_engine.embedding.views", "animal_square"),
+    "predict_pattern": ("reid_engine.pattern.model", "predict_pattern"),
+    "read_pattern_model": ("reid_engine.pattern.model", "read_pattern_model"),
     "to_input": ("reid_engine.embedding.views", "to_input"),
 }
 

@@ -16,7 +16,7 @@ LAYERS = [
      "registry", "plugin", "plugin_adapters", "components", "synthetic", "__init__"},
     {"store"},
     {"inputs"},
-    {"shortlist", "embedding"},
+    {"shortlist", "embedding", "pattern"},
     {"scoring"},
     {"calibration"},
     {"decision"},

@@ -93,15 +93,22 @@ def imagenet_start(net: ReidNet) -> str:
     name = IMAGENET_WEIGHTS.get(net.spec.backbone)
     if name is None:
         return ""
-    source = list(weight_state(name).items())
-    target = [(k, v) for k, v in net.backbone.state_dict().items()]
-    # the upstream file has the classifier last; the backbone (num_classes=0) has none
-    source = [(k, v) for k, v in source if not k.startswith("_fc.")]
-    if len(source) != len(target) or any(tuple(a.shape) != tuple(b.shape) for (_, a), (_, b) in zip(source, target)):
-        raise ReidError(f"weight {name!r} does not fit timm's {net.spec.backbone}; re-install it "
-                        "(`reid-engine weights list` shows where it is looked for)")
-    net.backbone.load_state_dict({k: v for (k, _), (_, v) in zip(target, source)})
+    net.backbone.load_state_dict(imagenet_backbone_state(net.spec.backbone, net.backbone.state_dict()))
     return name
+
+
+def imagenet_backbone_state(backbone: str, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The offline ImageNet weights of timm's ``backbone`` as a state dict with the keys of
+    ``target`` (the state dict of ``timm.create_model(backbone, num_classes=0, global_pool="")``):
+    the upstream files name their tensors differently, so they are mapped by position."""
+    name = IMAGENET_WEIGHTS[backbone]
+    source = [(k, v) for k, v in weight_state(name).items() if not k.startswith("_fc.")]  # no classifier here
+    target_items = list(target.items())
+    if len(source) != len(target_items) or any(tuple(a.shape) != tuple(b.shape)
+                                               for (_, a), (_, b) in zip(source, target_items)):
+        raise ReidError(f"weight {name!r} does not fit timm's {backbone}; re-install it "
+                        "(`reid-engine weights list` shows where it is looked for)")
+    return {k: v for (k, _), (_, v) in zip(target_items, source)}
 
 
 def init_from_file(net: ReidNet, path: Path) -> str:

@@ -96,10 +96,17 @@ def test_scorer_contract(name, features):
 
 
 @pytest.mark.parametrize("name", TABLE.names("preprocessor"))
-def test_preprocessor_contract(name):
+def test_preprocessor_contract(name, tmp_path):
+    options = None
+    if name == "pattern":  # serves a model trained by `train pattern`: give it an untrained one
+        from reid_engine.pattern.model import PatternNet, to_payload
+        from reid_engine.training.checkpoint import atomic_save
+
+        atomic_save(to_payload(PatternNet(), {}), tmp_path / "p.pt")
+        options = {"model": str(tmp_path / "p.pt")}
     image = _image()
     before = image.rgb.copy()
-    out = _build("preprocessor", name)(image)
+    out = _build("preprocessor", name, options)(image)
     assert out.rgb.shape == image.rgb.shape and out.rgb.dtype == np.uint8
     assert np.array_equal(image.rgb, before)  # the input is not changed
 
