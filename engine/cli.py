@@ -314,7 +314,7 @@ def benchmark(
     seed: int = typer.Option(0, "--seed", help="seed of the splits the harness makes (and of calibration and training)"),
     compare: Optional[Path] = typer.Option(None, "--compare", help="an earlier results.json: print what got better or worse beyond noise"),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="with --compare: exit 1 when a metric got worse beyond noise"),
-    device: str = typer.Option("cpu", "--device", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Measure profiles on datasets (closed/open/disjoint/time-aware splits): results.md, results.json, plots."""
