@@ -59,10 +59,11 @@ def decide_queries(components: Components, profile: Profile, queries: list[Image
     identities = [g.identity for g in gallery]
     rankings = [aggregate(fused[qi], scored.index[qi], identities, how, tiebreak[qi]) for qi in range(len(queries))]
     owners = [[qi] * len(r) for qi, r in enumerate(rankings)]  # which query's shortlist holds each best photo
-    photo = [decide(_candidates(rankings[qi][:1], owners[qi][:1], gallery, scored, raw, pipelines, confidence),
-                    threshold)[:2] for qi in range(len(queries))]
+    photo = [("", float("nan"))] * len(queries)
     sequences = [record.sequence for record in queries]
     if profile.decision.sequences != "off":
+        photo = [decide(_candidates(rankings[qi][:1], owners[qi][:1], gallery, scored, raw, pipelines, confidence),
+                        threshold)[:2] for qi in range(len(queries))]
         for members in _sequence_groups(sequences):
             pooled, owner = pool_rankings([rankings[qi] for qi in members], members, profile.decision.sequences)
             for qi in members:

@@ -170,7 +170,7 @@ class Prediction:
     truth: str | None = None
     animal: str = ""  # which pixels were used: AnimalView.describe() (mask source, instance, fallback, crop)
     sequence: str = ""  # the query's sequence (manifest column), when it has one
-    photo_prediction: str = ""  # what this photo alone says; differs from prediction when its sequence was pooled
+    photo_prediction: str = ""  # with [decision] sequences on: what this photo alone says ("" when off)
     photo_score: float = float("nan")
 
 

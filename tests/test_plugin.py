@@ -56,8 +56,10 @@ PUBLIC_NAMES = [
     "model_from_arrays",
     "onnx_session_options",
     "point_features",
+    "predict_pattern",
     "read_checkpoint",
     "read_model_file",
+    "read_pattern_model",
     "resized_size",
     "rgb_tensor",
     "to_input",
@@ -136,12 +138,19 @@ OPTIONS = {"hesaffnet-hardnet": WEIGHT_FREE, "keynet-affnet-hardnet": WEIGHT_FRE
 
 
 @pytest.mark.parametrize("kind,name", [(s.kind, s.name) for s in TABLE.all()])
-def test_every_built_plugin_is_an_instance_of_its_base_class(kind, name):
+def test_every_built_plugin_is_an_instance_of_its_base_class(kind, name, tmp_path):
     from reid_engine.plugin import MissingWeights
 
     spec = TABLE.get(kind, name)
+    options = OPTIONS.get(name, {})
+    if name == "pattern":  # serves a `train pattern` model: give it an untrained one
+        from reid_engine.pattern.model import PatternNet, to_payload
+        from reid_engine.training.checkpoint import atomic_save
+
+        atomic_save(to_payload(PatternNet(), {}), tmp_path / "p.pt")
+        options = {"model": str(tmp_path / "p.pt")}
     try:
-        obj = spec.build(spec.make_config(OPTIONS.get(name, {})), "cpu")
+        obj = spec.build(spec.make_config(options), "cpu")
     except MissingWeights as exc:  # weights that cannot be had here (e.g. keynet)
         pytest.skip(str(exc).splitlines()[0])
     assert isinstance(obj, BASES[kind]), type(obj)

@@ -26,11 +26,11 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def write_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
-    """One row per query; where sequences were identified together (a prediction differs from
-    or is pooled with its photo's own) also the sequence and what the photo alone said."""
+    """One row per query; where sequences were identified together ([decision] sequences) also
+    the sequence and what the photo alone said."""
     header = ("image_id", "path", "prediction", "score", "decision", "animal")
     rows = [(p.image_id, p.path, p.prediction, f"{p.score:.6f}", p.decision, p.animal) for p in predictions]
-    if any(p.sequence and p.photo_prediction for p in predictions):
+    if any(p.photo_prediction for p in predictions):
         header += ("sequence", "photo_prediction", "photo_score")
         rows = [row + (p.sequence, p.photo_prediction, f"{p.photo_score:.6f}") for row, p in zip(rows, predictions)]
     write_atomic(path, _csv(header, rows))
