@@ -317,11 +317,15 @@ def benchmark(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
-    """Measure profiles on datasets (closed/open/disjoint/time-aware splits): results.md, results.json, plots."""
+    """Measure profiles on datasets (closed/open/disjoint/time-aware splits): results.md, results.json, plots.
+
+    Without --dataset and --profile: with --compare, compare the results in --out; else write
+    results.md and the plots again from --out/results.json."""
     from reid_engine.benchmark.compare import compare as compare_results
     from reid_engine.benchmark.compare import describe, load_results
     from reid_engine.benchmark.harness import BenchmarkOptions
     from reid_engine.benchmark.harness import benchmark as run_benchmark
+    from reid_engine.benchmark.harness import render as render_benchmark
     from reid_engine.device import resolve_device
 
     old = load_results(compare) if compare is not None else None  # a wrong path stops before any work
@@ -329,6 +333,10 @@ def benchmark(
         raise UsageError("--fail-on-regression needs --compare OLD/results.json")
     if not dataset and not profile and old is not None:
         new = load_results(out)  # compare the results already in --out, run nothing
+    elif not dataset and not profile:
+        result = render_benchmark(out)  # results.md and plots again from --out/results.json
+        out_console.print(escape(f"rewrote {result.results_md} and {len(result.plots)} plot(s) from {result.results_json}"))
+        new = load_results(out)
     else:
         log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
         result = run_benchmark(BenchmarkOptions(datasets=dataset, profiles=profile, splits=split or ["closed"], out=out,

@@ -131,6 +131,18 @@ def failed_record(spec: CellSpec, exc: Exception) -> dict:
             "error": what}
 
 
+def render(out: Path) -> BenchmarkResult:
+    """Write results.md and the plots again from ``out/results.json`` (nothing is run)."""
+    results_json = Path(out) / "results.json"
+    try:
+        results = json.loads(results_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{results_json}: not found; pass --dataset and --profile to run a benchmark") from None
+    plots = write_plots(results["cells"], Path(out) / "plots")
+    results_md = write_results_md(results, Path(out) / "results.md", plots)
+    return BenchmarkResult(results["cells"], [], results_json, results_md, plots, results.get("failed", []))
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "_"
 

@@ -73,7 +73,7 @@ def write_plots(cells: list[dict], folder: Path) -> list[Path]:
             curve = cmc(c["queries"])
             ax.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=f"{c['profile']} (top-1 {curve[0]:.2f})")
         ax.set(xlabel="rank k", ylabel="known queries with their individual in the first k", ylim=(0, 1.02),
-               title=f"CMC · {dataset} · {split}")
+               title=f"CMC · {dataset} · {split}", xticks=[1, 5, 10, 15, 20])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         written.append(save_figure(plt, fig, Path(folder) / f"cmc-{name}.png"))
@@ -103,21 +103,32 @@ def write_plots(cells: list[dict], folder: Path) -> list[Path]:
                               and q["ranked"][0] == q["truth"] for q in c["queries"]], float)
             ece, table = expected_calibration_error(conf, right)
             bins = [b for b in table if b.get("count", 0) > 0]
-            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
-                    label=f"{c['profile']} (ECE {ece:.3f})")
-        ax.set(xlabel="reported score of the top identity", ylabel="how often it is right", xlim=(0, 1), ylim=(0, 1),
+            line, = ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], lw=1,
+                            label=f"{c['profile']} (ECE {ece:.3f})")
+            ax.scatter([b["confidence"] for b in bins], [b["accuracy"] for b in bins], color=line.get_color(),
+                       s=[12 + 200 * b["count"] / len(conf) for b in bins])  # marker area ~ queries in the bin
+        ax.set(xlabel="reported score of the top identity (marker area: queries)", ylabel="how often it is right",
+               xlim=(0, 1), ylim=(0, 1),
                title=f"reliability · {dataset} · {split}")
         ax.legend(fontsize=8)
         written.append(save_figure(plt, fig, Path(folder) / f"reliability-{name}.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, c in enumerate(cells):
-        x, y = max(c["s_per_query"], 1e-3), c["metrics"].get("top1", float("nan"))
-        ax.scatter([x], [y], color=f"C{i % 10}")
-        ax.annotate(f"{c['dataset']}/{c['profile']}/{c['split']}", (x, y), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set(xscale="log", xlabel="seconds per query (features cached)", ylabel="top-1", ylim=(0, 1.02),
-           title="time against accuracy")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    xs = [max(c["s_per_query"], 1e-3) for c in cells]
+    profiles = list(dict.fromkeys(c["profile"] for c in cells))
+    for x, c in zip(xs, cells):
+        y = c["metrics"].get("top1", float("nan"))
+        ax.scatter([x], [y], color=f"C{profiles.index(c['profile']) % 10}",
+                   marker="o" if c["split"] == "closed" else "s")
+        ax.annotate(f"{c['dataset']}/{c['split']}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    for i, name in enumerate(profiles):
+        ax.scatter([], [], color=f"C{i % 10}", label=name)
+    if xs and max(xs) / min(xs) > 10:  # several decades: a log axis
+        ax.set_xscale("log")
+    ax.set_xlim(left=0 if ax.get_xscale() == "linear" else None)
+    ax.set(xlabel="seconds per query (features cached)", ylabel="top-1", ylim=(0, 1.02),
+           title="time against accuracy (circle: closed split, square: others)")
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     written.append(save_figure(plt, fig, Path(folder) / "time-vs-accuracy.png"))
     return written

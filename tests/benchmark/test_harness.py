@@ -95,3 +95,14 @@ def test_a_wrong_profile_stops_before_any_work(tmp_path):
     result = run_cli("benchmark", "--dataset", "synthetic-seal-tiny", "--profile", "no-such", "--out", str(tmp_path / "b"))
     assert result.returncode == 2 and "not a shipped profile" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_results_md_and_plots_are_written_again_from_results_json(finished, tmp_path):
+    out, _ = finished
+    (tmp_path / "results.json").write_bytes((out / "results.json").read_bytes())
+    result = run_cli("benchmark", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "results.md").read_text() == (out / "results.md").read_text()
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 6
+    missing = run_cli("benchmark", "--out", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "results.json: not found" in missing.stderr
