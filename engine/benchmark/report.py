@@ -79,7 +79,7 @@ def write_plots(cells: list[dict], folder: Path) -> list[Path]:
         written.append(save_figure(plt, fig, Path(folder) / f"cmc-{name}.png"))
 
         if any(q["truth"] == NEW_INDIVIDUAL for c in group for q in c["queries"]):
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig, ax = plt.subplots(figsize=(9, 4.5))
             for i, c in enumerate(group):
                 sweep = threshold_sweep(c["queries"])
                 colour = f"C{i}"
@@ -90,9 +90,9 @@ def write_plots(cells: list[dict], folder: Path) -> list[Path]:
                 if tau is not None and math.isfinite(tau):
                     ax.axvline(tau, color=colour, alpha=0.4)
             ax.set(xlabel="threshold τ on the top score (vertical line: the one used)", ylabel="score", ylim=(0, 1.02),
-                   title=f"open set · {dataset} · {split}")
+                   title=f"open set · {dataset} · {split} (solid geo-mean, dashed BAKS, dotted BAUS)")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
             written.append(save_figure(plt, fig, Path(folder) / f"threshold-{name}.png"))
 
         fig, ax = plt.subplots(figsize=(5, 5))
