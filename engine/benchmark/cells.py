@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,8 @@ def run_cell_isolated(spec: CellSpec) -> dict:
     child that dies (killed for memory, say) is a :class:`ReidError` naming the cell."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_cell_process, args=(spec, send), daemon=True, name=f"cell {spec.key}")
+    process = context.Process(target=_cell_process, args=(spec, send, os.getpid()), daemon=True,
+                              name=f"cell {spec.key}")
     process.start()
     send.close()
     try:
@@ -134,7 +136,8 @@ def run_cell_isolated(spec: CellSpec) -> dict:
     return value
 
 
-def _cell_process(spec: CellSpec, send) -> None:
+def _cell_process(spec: CellSpec, send, parent: int) -> None:
+    _exit_with_parent(parent)
     try:
         send.send(("ok", run_cell(spec)))
     except BaseException as exc:  # noqa: BLE001 - handed to the parent, which decides
@@ -142,6 +145,20 @@ def _cell_process(spec: CellSpec, send) -> None:
             send.send(("error", exc))
         except Exception:  # noqa: BLE001 - an exception that does not pickle
             send.send(("error", ReidError(f"{type(exc).__name__}: {exc}")))
+
+
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """A watchdog thread: the cell's process ends when the benchmark ``parent`` that started it
+    is gone (killed with SIGTERM or SIGKILL, which leave it no chance to stop its child), also
+    when that happened while this process was still starting."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def run_cell(spec: CellSpec) -> dict:

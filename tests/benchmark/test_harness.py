@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +110,35 @@ def test_results_md_and_plots_are_written_again_from_results_json(finished, tmp_
     assert len(list((tmp_path / "plots").glob("*.png"))) == 6
     missing = run_cli("benchmark", "--out", str(tmp_path / "none"))
     assert missing.returncode == 2 and "results.json: not found" in missing.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_benchmark_takes_its_running_cell_with_it(tmp_path, fast_profile):
+    """kill -9 of the benchmark leaves no orphan cell process computing on."""
+    process = subprocess.Popen([sys.executable, "-m", "reid_engine", "benchmark", "--dataset", "synthetic-seal-tiny",
+                                "--profile", str(fast_profile), "--out", str(tmp_path / "b")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    children: list[int] = []
+    while not children and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        children = [c for c in _children(process.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert children, "no cell process started"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 90  # the child notices once it has started (imports take a while)
+    while Path(f"/proc/{children[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{children[0]}").exists() or "Z" in Path(f"/proc/{children[0]}/stat").read_text().split()[2]
