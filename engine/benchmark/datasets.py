@@ -13,10 +13,12 @@ import csv
 import dataclasses
 import importlib
 import importlib.util
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from reid_engine.errors import UsageError
+from reid_engine.files import write_atomic
 from reid_engine.records import NEW_INDIVIDUAL
 from reid_engine.synthetic.seals import SealDatasetConfig, generate_seal_dataset
 
@@ -113,11 +115,11 @@ def synthetic_dataset(name: str, config: SealDatasetConfig, folder: Path) -> Dat
                 rows.append({**{c: r.get(c, "") for c in columns}, "identity": r[label],
                              "path": f"data/{r['path']}", "mask_path": f"data/{r['mask_path']}"})
                 splits.append((r["image_id"], role, r.get("truth") or r[label]))
-    _write_rows(folder / "metadata.csv", columns, sorted(rows, key=lambda r: r["image_id"]))
+    write_csv(folder / "metadata.csv", columns, sorted(rows, key=lambda r: r["image_id"]))
     split_columns = ["image_id", "split", "truth"]
-    _write_rows(folder / "splits" / "open.csv", split_columns,
+    write_csv(folder / "splits" / "open.csv", split_columns,
                 [dict(zip(split_columns, row)) for row in splits])
-    _write_rows(folder / "splits" / "closed.csv", split_columns,
+    write_csv(folder / "splits" / "closed.csv", split_columns,
                 [dict(zip(split_columns, row)) for row in splits if row[2] != NEW_INDIVIDUAL])
     return Dataset(name, (folder / "metadata.csv").resolve(), (folder / "splits").resolve(),
                    f"built-in synthetic seals {dataclasses.asdict(config)}")
@@ -151,15 +153,15 @@ def wildlife_dataset(spec: str, workdir: Path) -> Dataset:
     for r in rows:
         r["path"] = str((root_path / r["path"]).resolve())
     metadata = workdir / f"wildlife-{name}" / "metadata.csv"
-    _write_rows(metadata, columns, rows)
+    write_csv(metadata, columns, rows)
     return _checked(Dataset(name, metadata.resolve(), _splits_dir(root_path), f"wildlife-datasets {name} at {root_path}"))
 
 
-def _write_rows(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> Path:
+    """Write ``rows`` as a CSV with ``columns`` atomically (files.write_atomic); returns the resolved path."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(Path(path), buffer.getvalue().encode("utf-8"))
+    return Path(path).resolve()

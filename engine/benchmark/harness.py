@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from reid_engine.benchmark.cells import CellSpec, finished, profile_label, profile_path, run_cell, run_cell_isolated
 from reid_engine.benchmark.datasets import resolve_dataset
-from reid_engine.benchmark.report import write_plots, write_results_md
+from reid_engine.benchmark.report import safe_name, write_plots, write_results_md
 from reid_engine.benchmark.splits import split_files
 from reid_engine.errors import ReidError, UsageError
 from reid_engine.files import write_atomic
@@ -73,14 +72,14 @@ def plan_cells(options: BenchmarkOptions) -> list[CellSpec]:
         dataset = resolve_dataset(name, out)
         rows = dataset.rows()
         for split in options.splits:
-            files = split_files(rows, _safe(dataset.name), dataset.splits_dir, split, options.seed, out / "splits")
+            files = split_files(rows, safe_name(dataset.name), dataset.splits_dir, split, options.seed, out / "splits")
             for profile in options.profiles:
                 calibrate = options.calibrate == "always" or (options.calibrate == "open" and files.name == "open")
                 cells.append(CellSpec(
                     dataset=dataset.name, profile=profile, split=files.name, metadata=dataset.metadata,
                     split_csv=files.split_csv, train_csv=files.train_csv, split_source=files.source,
-                    folder=out / "cells" / _safe(dataset.name) / _safe(profile_label(profile)) / _safe(files.name),
-                    shared_store=out / "store" / _safe(dataset.name), calibrate=calibrate, device=options.device,
+                    folder=out / "cells" / safe_name(dataset.name) / safe_name(profile_label(profile)) / safe_name(files.name),
+                    shared_store=out / "store" / safe_name(dataset.name), calibrate=calibrate, device=options.device,
                     seed=options.seed, progress=options.progress))
     return cells
 
@@ -141,10 +140,6 @@ def render(out: Path) -> BenchmarkResult:
     plots = write_plots(results["cells"], Path(out) / "plots")
     results_md = write_results_md(results, Path(out) / "results.md", plots)
     return BenchmarkResult(results["cells"], [], results_json, results_md, plots, results.get("failed", []))
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "_"
 
 
 def machine() -> dict:

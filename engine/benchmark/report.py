@@ -25,8 +25,9 @@ from reid_engine.records import NEW_INDIVIDUAL
 THRESHOLDS = np.linspace(0.0, 1.0, 101)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+def safe_name(text: str) -> str:
+    """``text`` usable as a file or folder name (runs of other characters become '_')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text) or "_"
 
 
 def _groups(cells: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -67,7 +68,7 @@ def write_plots(cells: list[dict], folder: Path) -> list[Path]:
     plt = pyplot()
     written = []
     for (dataset, split), group in sorted(_groups(cells).items()):
-        name = f"{_slug(dataset)}-{_slug(split)}"
+        name = f"{safe_name(dataset)}-{safe_name(split)}"
         fig, ax = plt.subplots(figsize=(6, 4))
         for c in group:
             curve = cmc(c["queries"])

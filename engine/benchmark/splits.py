@@ -16,7 +16,6 @@ A split file is ``image_id,split,truth``; photos not in it take no part. The tra
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reid_engine.benchmark.datasets import write_csv
 from reid_engine.errors import UsageError
 from reid_engine.records import NEW_INDIVIDUAL
 
@@ -138,10 +138,5 @@ def _time_aware(names: list[str], by_identity: dict[str, list[dict[str, str]]]) 
 def _write(path: Path, rows: list[Row]) -> Path:
     if not any(s == "query" for _, s, _ in rows) or not any(s == "gallery" for _, s, _ in rows):
         raise UsageError(f"{path.name}: the split has no query or no gallery photo (too few photos per individual)")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_id", "split", "truth"])
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path.resolve()
+    columns = ["image_id", "split", "truth"]
+    return write_csv(path, columns, [dict(zip(columns, row)) for row in rows])

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from reid_engine.embedding.model import IMAGENET_MEAN, IMAGENET_STD, IMAGENET_WEIGHTS, imagenet_backbone_state
+from reid_engine.embedding.views import GREY, to_input
 from reid_engine.errors import ReidError, UsageError
 
 FORMAT = "reid-engine-pattern"
 FORMAT_VERSION = 1
-GREY = (124, 116, 104)  # background outside the animal's mask: the ImageNet mean colour
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,11 @@ def imagenet_encoder_start(net: PatternNet) -> str:
 
 
 def network_input(rgb: np.ndarray, mask: np.ndarray | None) -> torch.Tensor:
-    """uint8 (H, W, 3) and bool (H, W) or None → float32 (3, H, W), background greyed, normalised."""
+    """uint8 (H, W, 3) and bool (H, W) or None → float32 (3, H, W), background greyed (as the
+    re-ID embedder's view), normalised."""
     if mask is not None and mask.any():
         rgb = np.where(mask[..., None], rgb, np.array(GREY, np.uint8))
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return to_input(np.ascontiguousarray(rgb)[None], IMAGENET_MEAN, IMAGENET_STD)[0]
 
 
 @torch.inference_mode()
