@@ -1,8 +1,16 @@
 """``mnn``: mutual nearest neighbours of descriptors, with an optional second-nearest ratio test.
 
 ``ratio < 1`` keeps mutual matches whose nearest/second-nearest distance ratio is below it
-(kornia ``match_smnn``); ``ratio = 1`` keeps all mutual nearest neighbours (``match_mnn``).
-Confidence is ``1 - ratio`` with the ratio test, else the cosine similarity of the pair.
+in both directions (the matches of kornia's ``match_smnn``); ``ratio = 1`` keeps all mutual
+nearest neighbours (``match_mnn``). Confidence is ``1 - ratio`` with the ratio test, else the
+cosine similarity of the pair.
+
+The ratio test is computed here rather than by ``match_smnn``, with the same result: kornia
+runs ``topk`` twice over a ``cdist`` matrix, once along its non-contiguous transpose, and that
+was two thirds of a warm nyala query (pyinstrument: 54.6 of 82.2 s, 39.7 s in ``topk``). Here
+one matrix product, turned into squared distances in place (no other (N1, N2) array is
+allocated), gives the two smallest per row and per column through ``min`` / ``amin`` with the
+first minimum masked in place.
 """
 
 from __future__ import annotations
@@ -46,12 +54,48 @@ class MutualNearestNeighbour(Matcher):
             return Matches.empty()
         d1, d2 = descriptors(f1, self.device), descriptors(f2, self.device)
         if self.config.ratio < 1.0:
-            dists, idxs = KF.match_smnn(d1, d2, self.config.ratio)
-            conf = 1.0 - dists.reshape(-1)
+            dists, idxs = ratio_mutual_nn(d1, d2, self.config.ratio)
+            conf = 1.0 - dists
         else:
             dists, idxs = KF.match_mnn(d1, d2)
             conf = (1.0 - dists.reshape(-1) ** 2 / 2.0).clamp(0, 1)
         return to_matches(idxs, conf)
+
+
+def _two_smallest(dist: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Smallest value, its index and the second-smallest value of ``dist`` along ``dim``;
+    ``dist`` is changed in place and restored."""
+    first, index = dist.min(dim)
+    others = torch.arange(dist.shape[1 - dim], device=dist.device)
+    at = (others, index) if dim == 1 else (index, others)
+    dist[at] = float("inf")
+    second = dist.amin(dim)
+    dist[at] = first
+    return first, index, second
+
+
+def ratio_mutual_nn(d1: torch.Tensor, d2: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mutual nearest neighbours of descriptors d1 (N1, D), d2 (N2, D) (Euclidean) that pass the
+    nearest/second-nearest distance ratio test ``<= ratio`` in both directions.
+
+    Returns (ratios float (M,): the larger of the two ratios, idx int64 (M, 2), rows of d1 in
+    ascending order): the matches and ``dists`` of ``kornia.feature.match_smnn(d1, d2, ratio)``.
+    """
+    n1, n2 = len(d1), len(d2)
+    if n1 < 2 or n2 < 2:
+        return torch.zeros(0, device=d1.device), torch.zeros((0, 2), dtype=torch.long, device=d1.device)
+    # rows padded by 16 floats: with a power-of-two row stride (1,024 keypoints) the reductions along
+    # columns thrash the cache (min over dim 0: 2.7 ms instead of 0.4 ms at 1,024 x 1,024)
+    sq = torch.empty((n1, n2 + 16), dtype=d1.dtype, device=d1.device)[:, :n2]
+    torch.mm(d1, d2.T, out=sq)
+    sq.mul_(-2.0).add_((d1 * d1).sum(1)[:, None]).add_((d2 * d2).sum(1)[None, :]).clamp_(min=0)
+    best12, to2, second12 = _two_smallest(sq, 1)  # (N1,) nearest in d2
+    best21, to1, second21 = _two_smallest(sq, 0)  # (N2,) nearest in d1
+    ratio12 = best12.sqrt() / second12.sqrt()
+    ratio21 = best21.sqrt() / second21.sqrt()
+    rows = torch.arange(n1, device=d1.device)
+    keep = (to1[to2] == rows) & (ratio12 <= ratio) & (ratio21[to2] <= ratio)
+    return torch.maximum(ratio12[keep], ratio21[to2[keep]]), torch.stack([rows[keep], to2[keep]], 1)
 
 
 @hookimpl

@@ -25,11 +25,12 @@ def _descriptor_pair(seed: int, n1: int = 700, n2: int = 650, shared: int = 200,
     return d1, d2
 
 
+@pytest.mark.parametrize("unit", [True, False])
 @pytest.mark.parametrize("name, options", [("mnn", {"ratio": 0.8}), ("mnn", {"ratio": 1.0}), ("smnn", {})])
-def test_matcher_plugins_give_kornias_matches_and_confidences(name, options):
+def test_matcher_plugins_give_kornias_matches_and_confidences(name, options, unit):
     spec = PluginTable.discover().get("matcher", name)
     matcher = spec.build(spec.make_config(options), "cpu")
-    d1, d2 = _descriptor_pair(4)
+    d1, d2 = _descriptor_pair(4, unit=unit)
     f1, f2 = (LocalFeatures(kpts=np.zeros((len(d), 2), np.float32), desc=d.numpy(), scores=np.ones(len(d), np.float32),
                             image_hw=(100, 100)) for d in (d1, d2))
     m = matcher.match(f1, f2)
@@ -44,3 +45,18 @@ def test_matcher_plugins_give_kornias_matches_and_confidences(name, options):
     one = LocalFeatures(kpts=np.zeros((1, 2), np.float32), desc=d1[:1].numpy(), scores=np.ones(1, np.float32),
                         image_hw=(100, 100))
     assert len(matcher.match(one, f2)) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ratio_mutual_nn_is_kornias_match_smnn(seed):
+    from reid_engine.plugins.matchers.nearest_neighbour import ratio_mutual_nn
+
+    d1, d2 = _descriptor_pair(seed, n1=300 + 50 * seed, n2=280, shared=120, unit=seed % 2 == 0)
+    for ratio in (0.7, 0.8, 0.95, 1.0):
+        dists, idx = KF.match_smnn(d1, d2, ratio)
+        ours, our_idx = ratio_mutual_nn(d1, d2, ratio)
+        assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
+        assert len(idx) > 20  # the shared descriptors match
+    assert ratio_mutual_nn(d1[:1], d2, 0.8)[1].shape == (0, 2)
+    same = torch.cat([d2[:1], d2[:1], d2[1:]])  # a duplicated descriptor: ratio 0/0 fails the test as in kornia
+    assert torch.equal(ratio_mutual_nn(d2[:3], same, 0.9)[1], KF.match_smnn(d2[:3], same, 0.9)[1])
