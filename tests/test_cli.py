@@ -135,6 +135,16 @@ def test_enroll_then_query_with_the_database_only(seal_data, fast_profile, tmp_p
     assert "enrolled 0 new image(s) (12 already there)" in again.stdout
 
 
+def test_enroll_of_photos_none_usable_fails_naming_the_first(tmp_path):
+    for identity, data in (("a", b"not a jpeg"), ("b", b"\xff\xd8\xff\xe0 truncated")):
+        (tmp_path / "gallery" / identity).mkdir(parents=True)
+        (tmp_path / "gallery" / identity / "1.jpg").write_bytes(data)
+    result = run_cli("enroll", "--gallery", str(tmp_path / "gallery"), "--db", str(tmp_path / "g.db"), "--no-extract")
+    assert result.returncode == 1
+    assert "none of the 2 photo(s)" in result.stderr and "1.jpg" in result.stderr
+    assert (tmp_path / "g-enroll-errors.csv").exists()
+
+
 def test_plugins_and_profiles_commands():
     result = run_cli("plugins", env={"COLUMNS": "250"})
     assert result.returncode == 0
