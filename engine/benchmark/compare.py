@@ -113,7 +113,10 @@ def compare(old: dict, new: dict) -> list[Change]:
 
 def describe(changes: list[Change], old: dict, new: dict) -> list[str]:
     """Lines for the terminal: every change, then the verdict."""
-    lines = [f"compared with {old.get('git_commit')} (old) → {new.get('git_commit')} (new); noise = 95 % interval "
+    def commit(results: dict) -> str:
+        return results.get("git_commit") or "an unrecorded commit (not run from a git checkout)"
+
+    lines = [f"compared with {commit(old)} (old) → {commit(new)} (new); noise = 95 % interval "
              "of the difference (paired over the same queries where marked 'paired', else binomial)"]
     for c in changes:
         lines.append(f"  {c.key:<50} {c.metric:<9} {c.old:.3f} → {c.new:.3f} ({c.diff:+.3f} ± {c.noise:.3f}"
