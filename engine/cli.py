@@ -259,13 +259,6 @@ def enroll(
                           device=device, notify=_notice)
     out_console.print(escape(f"enrolled {done.added} new image(s) ({done.unchanged} already there) into {db}: "
                              f"{done.counts['images']} images of {done.counts['individuals']} individuals"))
-    if done.errors and done.added + done.unchanged == 0:
-        first = done.errors[0]
-        why = first.reason if first.path in first.reason else f"{first.path}: {first.reason}"
-        _say(err_console, "error", "red", f"none of the {len(done.errors)} photo(s) in {gallery} could be used "
-             f"(first: {why}); fix or replace them and enrol again; all are listed in "
-             f"{done.errors_csv}")
-        raise typer.Exit(1)
     if done.errors:
         _say(err_console, "warning", "yellow", f"{len(done.errors)} image(s) could not be used; see {done.errors_csv}")
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 from reid_engine.components import build_components
 from reid_engine.device import resolve_device
+from reid_engine.errors import ReidError
 from reid_engine.inputs.enrolment import enroll_manifest, ensure_gallery_features
 from reid_engine.inputs.manifests import load_manifest
 from reid_engine.outputs.tables import write_errors
@@ -37,7 +38,8 @@ def enroll(gallery: Path, db: Path, table: PluginTable, *, extract: bool = True,
     With ``extract`` the profile (``profile_file``, else the one of ``species``) is resolved once
     the images are enrolled, and the features it needs are computed and cached now. Notices (the
     manifest's, the profile fallback) go to ``notify`` as they come. Images that cannot be used
-    are listed in ``DB-enroll-errors.csv`` next to the database.
+    are listed in ``DB-enroll-errors.csv`` next to the database; when none of the manifest's
+    images is usable, that file is written and a ReidError stops the command.
     """
     manifest = load_manifest(gallery, "gallery", table)
     for notice in manifest.notices:
@@ -59,4 +61,7 @@ def enroll(gallery: Path, db: Path, table: PluginTable, *, extract: bool = True,
     if errors:
         errors_csv = db.with_name(db.stem + "-enroll-errors.csv")
         write_errors(errors_csv, errors)
+        if added + unchanged == 0:  # as run's "no gallery image could be used": stop with the first reason
+            raise ReidError(f"none of the {len(errors)} photo(s) in {gallery} could be used (first: "
+                            f"{errors[0].reason}); fix or replace them and enrol again; all are listed in {errors_csv}")
     return Enrolled(added, unchanged, counts, errors, errors_csv)
