@@ -40,6 +40,21 @@ class Pipeline:
 
 
 @dataclass
+class Rerank:
+    """The ``[rerank]`` evidence source (``reid_engine.scoring.rerank``): ``pipeline``'s inliers
+    of each query's ``top_k`` pairs, re-embedded by the shortlist's Fisher vectors; fused like a
+    pipeline (``name``, ``weight``, ``midpoint``, ``width``)."""
+
+    pipeline: Pipeline
+    top_k: int
+    min_inliers: int
+    weight: float
+    midpoint: float
+    width: float
+    name: str = "inlier-fisher"
+
+
+@dataclass
 class Components:
     preprocessors: list[Built]
     embedder: Built
@@ -48,6 +63,11 @@ class Components:
     segmenter: Built | None = None
     view: str | None = None  # hash of what extractors see (decoding, [segment], preprocessors); None: the default
     trained: Built | None = None  # the trained re-ID embedder as a one-feature extractor (embedding/stored.py)
+    rerank: Rerank | None = None
+
+    def sources(self) -> list[Pipeline | Rerank]:
+        """The pair-level evidence sources fused by the decision: every pipeline, then ``[rerank]``'s."""
+        return [*self.pipelines, *([self.rerank] if self.rerank is not None else [])]
 
     def extractors(self) -> list[Built]:
         """Distinct extractors (by cache id) the run needs, in profile order (the trained embedder last)."""
@@ -113,4 +133,16 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
                                                   f"{src} [shortlist].embedder.extractor")
                 if view is not None:
                     embedder_extractor.config_hash = config_hash(embedder_extractor.config_hash, view)
-    return Components(pre, embedder, embedder_extractor, pipelines, segmenter, view)
+    rerank = None
+    if profile.rerank is not None:
+        r = profile.rerank
+        of = next(p for p in pipelines if p.name == r.pipeline)
+        if embedder.spec.name != "fisher-vector" or embedder_extractor is None \
+                or embedder_extractor.cache_id != of.extractor.cache_id:
+            raise UsageError(f"{src} [rerank]: re-embeds pipeline {r.pipeline!r}'s inliers with the shortlist's "
+                             f"Fisher vectors, so [shortlist].embedder must be fisher-vector over that pipeline's "
+                             f"extractor ({of.extractor.spec.name} with the same options); got "
+                             f"{embedder.spec.name!r}" + (f" over {embedder_extractor.spec.name!r}"
+                                                          if embedder_extractor is not None else ""))
+        rerank = Rerank(of, r.top_k, r.min_inliers, r.weight, r.calibration.midpoint, r.calibration.width)
+    return Components(pre, embedder, embedder_extractor, pipelines, segmenter, view, rerank=rerank)

@@ -36,7 +36,7 @@ def decide_queries(components: Components, profile: Profile, queries: list[Image
                    fitted: FittedCalibration | None = None) -> list[Prediction]:
     """Fused probabilities → ranked identities → known/new, with the fitted calibration when
     ``reid-engine calibrate`` stored one, else the profile's logistic calibration and threshold."""
-    pipelines = components.pipelines
+    pipelines = components.sources()  # every pipeline, and [rerank]'s score when the profile has one
     threshold, how = profile.decision.threshold, profile.decision.aggregate
     confidence = lambda x: x  # noqa: E731 - identity-level calibration, when fitted
     if fitted is not None:

@@ -163,6 +163,35 @@ class TrainedEmbedderSettings:
     flip: bool = False
 
 
+@dataclass(frozen=True)
+class RerankSettings:
+    """NORPPA's re-evaluation of the best candidates by their geometrically consistent regions.
+
+    For each query, the ``top_k`` shortlisted gallery photos that ``pipeline`` scores highest
+    are matched again by it; the Fisher vectors of only the query's and the gallery photo's
+    inlier descriptors (the pipeline scorer's ``inliers()``: RANSAC inliers) are computed with
+    the shortlist's fitted vocabulary, and their cosine is one more evidence source
+    (``inlier-fisher``), fused with ``weight`` and ``calibration`` (logistic, until
+    ``reid-engine calibrate`` fits one). Pairs outside a query's top ``top_k`` are not scored;
+    pairs with fewer than ``min_inliers`` inliers score 0.
+    Needs the ``[shortlist]`` embedder to be ``fisher-vector`` over that pipeline's extractor.
+    """
+
+    pipeline: str
+    top_k: int = 10
+    min_inliers: int = 4
+    weight: float = 1.0
+    calibration: CalibrationSettings = CalibrationSettings(midpoint=0.4, width=0.1)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.min_inliers < 1:
+            raise ValueError(f"min_inliers must be at least 1, got {self.min_inliers}")
+        if self.weight < 0:
+            raise ValueError(f"weight must be ≥ 0, got {self.weight}")
+
+
 # Where a Profile field comes from in the TOML file (the field's metadata "toml"): a key of the
 # [profile] table, or a top-level table of its own (their order is that of the "allowed keys"
 # messages); a field without it (source) is not in the file. The keys allowed in every table
@@ -182,6 +211,7 @@ class Profile:
     shortlist: ShortlistSettings = field(default=ShortlistSettings(), metadata=_TABLE)
     trained_embedder: TrainedEmbedderSettings | None = field(default=None, metadata=_TABLE)
     pipelines: tuple[PipelineSettings, ...] = field(default=(), metadata=_TABLE)
+    rerank: RerankSettings | None = field(default=None, metadata=_TABLE)
     decision: DecisionSettings = field(default=DecisionSettings(), metadata=_TABLE)
     species: tuple[str, ...] = field(default=(), metadata=_HEAD)
 
@@ -248,6 +278,23 @@ def _segment_settings(table: Any, where: str) -> SegmentSettings:
     if s.crop_side < 0 or 0 < s.crop_side < 64:
         raise ConfigError(f"{where}.crop_side: 0 (keep the decoded pixels) or at least 64 px, got {s.crop_side}")
     return s
+
+
+def _rerank_settings(table: Any, where: str, pipelines: set[str]) -> RerankSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    table = dict(table)
+    fixed: dict[str, Any] = {}
+    if "calibration" in table:
+        fixed["calibration"] = _settings(CalibrationSettings, table.pop("calibration"), f"{where}.calibration")
+    if "pipeline" not in table:
+        raise ConfigError(f"{where}: needs pipeline = the name of one of the profile's [[pipelines]] "
+                          "(whose inliers are re-embedded)")
+    rerank = _settings(RerankSettings, table, where, **fixed)
+    if rerank.pipeline not in pipelines:
+        raise ConfigError(f"{where}.pipeline: {rerank.pipeline!r} is not one of the profile's [[pipelines]] "
+                          f"({', '.join(sorted(pipelines)) or 'it has none'}); name one of them or remove [rerank]")
+    return rerank
 
 
 def _trained_embedder_settings(table: Any, where: str) -> TrainedEmbedderSettings:
@@ -337,6 +384,7 @@ def parse_profile(data: dict, source: str) -> Profile:
     if shortlist.screen and shortlist.screen not in names:
         raise ConfigError(f"{shortlist_where}.screen: {shortlist.screen!r} is not one of the profile's "
                           f"[[pipelines]] ({', '.join(sorted(names)) or 'it has none'}); name one of them or remove it")
+    rerank = _rerank_settings(data["rerank"], f"{source} [rerank]", names) if "rerank" in data else None
     decision = _settings(DecisionSettings, data.get("decision", {}), f"{source} [decision]")
     if not 0.0 <= decision.threshold <= 1.0:
         raise ConfigError(f"{source} [decision].threshold: must lie in [0, 1], got {decision.threshold}")
@@ -355,6 +403,7 @@ def parse_profile(data: dict, source: str) -> Profile:
         decision=decision,
         species=species,
         trained_embedder=trained,
+        rerank=rerank,
     )
 
 

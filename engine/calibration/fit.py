@@ -269,6 +269,9 @@ def calibration_key(profile: Profile, components: Components) -> str:
         parts.append("trained|" + "|".join(components.trained.cache_id))
     for p in components.pipelines:
         parts.append("|".join([p.name, *p.extractor.cache_id, *p.matcher.cache_id, *p.scorer.cache_id]))
+    if components.rerank is not None:  # one more evidence source
+        r = components.rerank
+        parts.append(f"rerank|{r.name}|{r.pipeline.name}|{r.top_k}|{r.min_inliers}")
     return "calibration-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 

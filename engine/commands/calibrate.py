@@ -98,7 +98,7 @@ def calibrate(profile: Profile, db_path: Path, gallery_path: Path | None, *, unk
         # evidence sources: every local pipeline, and the shortlist's global cosine (Powell decides
         # how much it counts; it is what the AnimalCLEF 2025 winner fuses with its local matchers)
         raw = {**raw, GLOBAL_SOURCE: scored.sim.astype(np.float64)}
-        before = {p.name: logistic_calibration(raw[p.name], p.midpoint, p.width) for p in components.pipelines}
+        before = {p.name: logistic_calibration(raw[p.name], p.midpoint, p.width) for p in components.sources()}
         before[GLOBAL_SOURCE] = np.clip(scored.sim, 0.0, 1.0)
         fit = fit_open_set(raw, before, hits, data, profile.decision.aggregate, seed=seed)
         result.methods, result.fitted = fit.methods, fit.fitted

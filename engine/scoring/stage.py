@@ -5,7 +5,8 @@ followed by every pipeline on the shortlisted pairs. With it, a cheap pipeline f
 each query against a wider list (the embedding's top ``screen_b``, 0 = the whole gallery); the
 ``top_b`` images kept are those best by reciprocal-rank fusion of the two rankings, so an image
 the embedding ranks low but that matches well locally still reaches the expensive pipelines.
-``run`` and ``calibrate`` both call :func:`shortlist_and_score`.
+With ``[rerank]`` the best pairs of one pipeline are then scored again by their inlier regions
+(:mod:`reid_engine.scoring.rerank`). ``run`` and ``calibrate`` both call :func:`shortlist_and_score`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from reid_engine.components import Components
 from reid_engine.progress import Progress, timed
 from reid_engine.registry.profiles import Profile
 from reid_engine.scoring.pairs import score_pairs
+from reid_engine.scoring.rerank import inlier_fisher_scores
 from reid_engine.shortlist.global_embedding import Shortlist
 from reid_engine.shortlist.stage import shortlist_stage
 from reid_engine.store.database import GalleryDatabase
@@ -48,8 +50,9 @@ def shortlist_and_score(components: Components, db: GalleryDatabase, cache: Feat
                         gallery_hashes: list[str], identities: list[str], query_hashes: list[str],
                         bars: Progress, timings: dict[str, float] | None = None
                         ) -> tuple[Shortlist, dict[str, np.ndarray]]:
-    """(shortlist, raw score per pipeline float (N_q, B)) for every query (see the module docstring);
-    seconds go to ``timings`` as ``shortlist_s`` (embedding) and ``matching_s`` (screen + pipelines)."""
+    """(shortlist, raw score per evidence source float (N_q, B): every pipeline, then ``[rerank]``'s)
+    for every query (see the module docstring); seconds go to ``timings`` as ``shortlist_s``
+    (embedding), ``matching_s`` (screen + pipelines) and ``rerank_s``."""
     settings = profile.shortlist
     timings = {} if timings is None else timings
     if not settings.screen:
@@ -58,12 +61,20 @@ def shortlist_and_score(components: Components, db: GalleryDatabase, cache: Feat
         with timed(timings, "matching_s"):
             raw = score_pairs(components, cache, scored.index, gallery_hashes, query_hashes,
                               bars.task("matching", int(scored.index.size)), identities)
-        return scored, raw
-    with timed(timings, "shortlist_s"):
-        wide = shortlist_stage(components, db, cache, profile, gallery_hashes, identities, query_hashes, bars,
-                               top_b=settings.screen_b or len(gallery_hashes))
-    with timed(timings, "matching_s"):
-        return _screen_then_score(components, cache, settings, wide, gallery_hashes, identities, query_hashes, bars)
+    else:
+        with timed(timings, "shortlist_s"):
+            wide = shortlist_stage(components, db, cache, profile, gallery_hashes, identities, query_hashes, bars,
+                                   top_b=settings.screen_b or len(gallery_hashes))
+        with timed(timings, "matching_s"):
+            scored, raw = _screen_then_score(components, cache, settings, wide, gallery_hashes, identities,
+                                             query_hashes, bars)
+    if components.rerank is not None:
+        with timed(timings, "rerank_s"):
+            top = min(components.rerank.top_k, scored.index.shape[1])
+            raw[components.rerank.name] = inlier_fisher_scores(
+                components, db, cache, scored.index, raw, gallery_hashes, query_hashes,
+                bars.task(f"re-ranking ({components.rerank.pipeline.name} inliers)", scored.index.shape[0] * top))
+    return scored, raw
 
 
 def _screen_then_score(components: Components, cache: FeatureCache, settings, wide: Shortlist,

@@ -15,6 +15,7 @@ from reid_engine.registry.profiles import (
     ImageSettings,
     PipelineSettings,
     Profile,
+    RerankSettings,
     SegmentSettings,
     ShortlistSettings,
     TrainedEmbedderSettings,
@@ -32,6 +33,7 @@ FULL = {
     "trained_embedder": {"use": "never", "calibration": {"midpoint": 0.5}},
     "pipelines": [{"name": "a", "extractor": "sift", "matcher": "mnn", "scorer": "match-count",
                    "calibration": {"width": 2.0}, "distinctiveness": {"per_image": 8}}],
+    "rerank": {"pipeline": "a", "top_k": 5, "calibration": {"width": 0.2}},
     "decision": {"threshold": 0.4},
 }
 # the Profile fields read from the [profile] table (every other one but source is a table of its own)
@@ -54,6 +56,8 @@ TABLES = [
     (("pipelines", 0), _names(PipelineSettings)),
     (("pipelines", 0, "calibration"), _names(CalibrationSettings)),
     (("pipelines", 0, "distinctiveness"), _names(DistinctivenessSettings)),
+    (("rerank",), _names(RerankSettings, without=("calibration",))),  # (it has one)
+    (("rerank", "calibration"), _names(CalibrationSettings)),
     (("decision",), _names(DecisionSettings)),
 ]
 
