@@ -67,15 +67,16 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         animals = {}
         segmentation = segmentation_of(components, profile, db)
         if segmentation is not None:
-            animals = animal_views(segmentation, [(gallery_record(g), g.content_hash) for g in gallery]
-                                   + [(r, q_content[r.image_id]) for r in queries])
+            animals = (animal_views(segmentation, [(gallery_record(g), g.content_hash) for g in gallery], remember=True)
+                       | animal_views(segmentation, [(r, q_content[r.image_id]) for r in queries]))
             notices.extend(mask_notices(animals, {r.image_id for r in queries}))
 
         gallery_keys = [g_keys[g.image_id] for g in gallery]
         query_keys = [q_keys[r.image_id] for r in queries]
         identities = [g.identity for g in gallery]
+        fitted = load_calibration(db, profile, components)
         scored, raw = shortlist_and_score(components, db, cache, profile, gallery_keys, identities, query_keys,
-                                          bars, timings)
+                                          bars, timings, rerank=fitted is not None or _rerank_weighs(components))
         counts = {"gallery_images": len(gallery), "gallery_individuals": len(set(identities)),
                   "queries": len(queries), "enrolled_now": added, "already_enrolled": unchanged,
                   "features_computed": cache.computed, "features_reused": cache.reused,
@@ -86,7 +87,6 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
             counts["features_recomputed"] = cache.recomputed
             notices.append(f"{cache.recomputed} cached feature file(s) in {db.blob_dir} were damaged or gone and "
                            "were recomputed from their photos")
-        fitted = load_calibration(db, profile, components)
         if fitted is not None:
             notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "
                            f"(τ = {fitted.threshold:.3f}, weights {', '.join(f'{w:.2f}' for w in fitted.weights)})")
@@ -124,6 +124,12 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                                                                                     components.segmenter))
         write_run_outputs(result, options, make_evidence)
     return result
+
+
+def _rerank_weighs(components) -> bool:
+    """Whether ``[rerank]``'s score counts before ``calibrate`` (weight > 0); with weight 0 it is
+    computed only for a fitted calibration, which weighs it itself."""
+    return components.rerank is not None and components.rerank.weight > 0
 
 
 def _no_usable_gallery(errors: list[ImageError], out: Path | None) -> None:

@@ -4,6 +4,7 @@ used (AnimalView per image), and the counts and notices a run reports about mask
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
@@ -41,10 +42,26 @@ def each_animal(records: list[ImageRecord], segmentation: Segmentation, profile:
     return out
 
 
-def animal_views(segmentation: Segmentation, photos: list[tuple[ImageRecord, str]]) -> dict:
-    """image_id → AnimalView for (record, content hash) pairs, from the mask cache (no decoding)."""
+def animal_views(segmentation: Segmentation, photos: list[tuple[ImageRecord, str]], remember: bool = False) -> dict:
+    """image_id → AnimalView for (record, content hash) pairs, from the mask cache (no decoding).
 
-    return {record.image_id: segmentation.view_of(record, chash) or AnimalView("none") for record, chash in photos}
+    With ``remember`` (the gallery's photos) the views are stored in the gallery database as one
+    entry keyed by everything they depend on (:meth:`Segmentation.views_key`), so a warm run over
+    the same gallery reads them instead of cleaning every cached mask again (nyala-dev, 1,087
+    photos: 5.5 s a run). Views are stored only when every photo's mask was cached.
+    """
+    db = segmentation.db
+    key = segmentation.views_key(photos) if remember and db is not None else ""
+    stored = db.get_model(key) if key else None
+    if stored is not None:
+        views = json.loads(str(stored["views"]))
+        return {image_id: AnimalView(**{**v, "crop": None if v["crop"] is None else tuple(v["crop"])})
+                for image_id, v in views.items()}
+    found = {record.image_id: segmentation.view_of(record, chash) for record, chash in photos}
+    if key and all(v is not None for v in found.values()):
+        db.put_model(key, "animal-views", "segment", "1", key[6:22], {"photos": len(photos)},
+                     {"views": np.array(json.dumps({i: dataclasses.asdict(v) for i, v in found.items()}))})
+    return {image_id: v or AnimalView("none") for image_id, v in found.items()}
 
 
 def mask_counts(views: dict, query_ids: set[str]) -> dict[str, float | int]:

@@ -16,6 +16,8 @@ changing the cleaning options never re-runs the network.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -154,12 +156,26 @@ class Segmentation:
         image = dataclasses.replace(image, mask=mask, view=view)
         return crop_to(image, view.crop, s.crop_side) if view.crop is not None else image
 
+    def views_key(self, photos: list[tuple[ImageRecord, str]]) -> str:
+        """Model key of the views of these (record, content hash) photos: everything a view depends
+        on (the photos, their manifest masks and instances, the [segment] settings, the segmenter)."""
+        s = self.segmenter
+        parts = [json.dumps(dataclasses.asdict(self.settings), sort_keys=True, default=str), str(PROB_SIDE),
+                 "" if s is None else f"{s.spec.name}|{s.spec.version}|{s.obj.model_id}"]
+        parts += [f"{r.image_id}|{h}|{_manifest_mask(r)}|{r.extra.get(INSTANCE_KEY, '')}" for r, h in photos]
+        return "views-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
+
     def view_of(self, record: ImageRecord, content_hash: str) -> AnimalView | None:
         """The view of an already segmented photo, from the cache (None when unknown or manifest)."""
-        if record.mask_path is not None or record.segmentation or record.bbox is not None:
+        if _manifest_mask(record):
             return AnimalView("manifest")
         prob = self.cached_probability(content_hash)
         return None if prob is None else self.choose(prob, record).view
+
+
+def _manifest_mask(record: ImageRecord) -> bool:
+    """Whether the manifest gives this photo's animal (mask file, polygon or box)."""
+    return record.mask_path is not None or bool(record.segmentation) or record.bbox is not None
 
 
 def pick_instance(masks: list[np.ndarray], policy: str, record: ImageRecord) -> int:

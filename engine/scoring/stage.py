@@ -48,11 +48,12 @@ def rrf_columns(screen_raw: np.ndarray, top_b: int, k: int = RRF_K) -> np.ndarra
 
 def shortlist_and_score(components: Components, db: GalleryDatabase, cache: FeatureCache, profile: Profile,
                         gallery_hashes: list[str], identities: list[str], query_hashes: list[str],
-                        bars: Progress, timings: dict[str, float] | None = None
+                        bars: Progress, timings: dict[str, float] | None = None, rerank: bool = True
                         ) -> tuple[Shortlist, dict[str, np.ndarray]]:
     """(shortlist, raw score per evidence source float (N_q, B): every pipeline, then ``[rerank]``'s)
     for every query (see the module docstring); seconds go to ``timings`` as ``shortlist_s``
-    (embedding), ``matching_s`` (screen + pipelines) and ``rerank_s``."""
+    (embedding), ``matching_s`` (screen + pipelines) and ``rerank_s``. With ``rerank`` False the
+    ``[rerank]`` score is left unscored (NaN): a run whose fusion gives it no weight skips it."""
     settings = profile.shortlist
     timings = {} if timings is None else timings
     if not settings.screen:
@@ -68,7 +69,9 @@ def shortlist_and_score(components: Components, db: GalleryDatabase, cache: Feat
         with timed(timings, "matching_s"):
             scored, raw = _screen_then_score(components, cache, settings, wide, gallery_hashes, identities,
                                              query_hashes, bars)
-    if components.rerank is not None:
+    if components.rerank is not None and not rerank:
+        raw[components.rerank.name] = np.full(scored.index.shape, np.nan, np.float32)
+    elif components.rerank is not None:
         with timed(timings, "rerank_s"):
             top = min(components.rerank.top_k, scored.index.shape[1])
             raw[components.rerank.name] = inlier_fisher_scores(

@@ -16,6 +16,7 @@ from reid_engine.shortlist.global_embedding import (
     Shortlist,
     embed_local,
     embed_pooled_local,
+    gallery_embeddings,
     prepare_embedder,
     shortlist,
 )
@@ -38,8 +39,9 @@ def shortlist_stage(components: Components, db: GalleryDatabase, cache: FeatureC
     if extractor is None:
         raise UsageError(f"{profile.source}: embedder {embedder.spec.name!r} takes images; only local-feature "
                          "embedders are supported by this engine version")
-    prepare_embedder(embedder, extractor, db, cache, gallery_hashes)
-    g_emb = embed_local(embedder, cache, extractor, gallery_hashes, bars.task("gallery embeddings", len(gallery_hashes)))
+    model_key = prepare_embedder(embedder, extractor, db, cache, gallery_hashes)
+    g_emb = gallery_embeddings(embedder, extractor, db, cache, gallery_hashes, model_key,
+                               bars.task("gallery embeddings", len(gallery_hashes)))
     q_emb = embed_local(embedder, cache, extractor, query_hashes)
     pooled = identity_of = None
     if profile.shortlist.identity_pooling:

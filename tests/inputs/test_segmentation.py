@@ -151,6 +151,29 @@ def test_the_network_runs_once_per_photo_and_views_come_from_the_cache(two_anima
         assert again.view_of(record, read_image(record).content_hash) == view
 
 
+def test_gallery_views_are_stored_once_and_read_back_until_what_they_depend_on_changes(two_animals, tmp_path,
+                                                                                        monkeypatch):
+    from reid_engine.inputs.animals import animal_views
+
+    path, _, _ = two_animals
+    table = bright_table()
+    records = [ImageRecord("two", path), ImageRecord("boxed", path, bbox=(0.0, 0.0, 40.0, 30.0))]
+    with GalleryDatabase(tmp_path / "g.db") as db:
+        seg = segmentation(table, db, instance="central")
+        photos = [(r, read_image(r).content_hash) for r in records]
+        assert animal_views(seg, photos, remember=True)["two"].source == "none"  # no mask cached yet: not stored
+        seg.apply(read_image(records[0]))
+        first = animal_views(seg, photos, remember=True)
+        assert first["two"].source == "bright" and first["boxed"].source == "manifest"
+        monkeypatch.setattr(Segmentation, "view_of", lambda *a: pytest.fail("views were not read back"))
+        assert animal_views(segmentation(table, db, instance="central"), photos, remember=True) == first
+        monkeypatch.undo()
+        other = segmentation(table, db, instance="largest")  # other settings: another entry
+        assert other.views_key(photos) != seg.views_key(photos)
+        assert other.views_key(photos[:1]) != seg.views_key(photos[:1])
+        assert animal_views(other, photos, remember=True)["two"].instance == 0
+
+
 def test_a_manifest_box_wins_over_the_segmenter(two_animals):
     path, _, _ = two_animals
     table = bright_table()

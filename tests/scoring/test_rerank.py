@@ -92,3 +92,15 @@ def test_a_reranked_run_scores_each_querys_best_pairs_by_their_inliers(seal_data
                           if p.truth not in (None, NEW_INDIVIDUAL)])
     assert top1 >= plain_top1  # on this tiny set both 0.625 (5 of 8)
     assert "inlier-fisher" in result.predictions[0].candidates[0].pipeline_scores
+
+
+def test_with_weight_0_rerank_waits_for_calibrate_and_costs_nothing_before(seal_data, fast_profile, tmp_path):
+    path = tmp_path / "rerank0.toml"
+    path.write_text(_profile_text(fast_profile, RERANK + "weight = 0.0\n"))
+    options = dict(db=tmp_path / "g.db", out=None, gallery=seal_data.gallery_csv, query=seal_data.query_csv,
+                   device="cpu")
+    plain = run(RunOptions(profile=load_profile_file(fast_profile), **options), progress=False)
+    result = run(RunOptions(profile=load_profile_file(path), **options), progress=False)
+    assert np.isnan(result.raw_scores["inlier-fisher"]).all() and "rerank_s" not in result.timings
+    assert [p.prediction for p in result.predictions] == [p.prediction for p in plain.predictions]
+    assert [p.score for p in result.predictions] == pytest.approx([p.score for p in plain.predictions])

@@ -51,3 +51,32 @@ def test_fisher_vectors_separate_descriptor_distributions():
     other.load_state(state)
     assert np.allclose(other.embed(gallery), emb)
     assert np.all(fv.embed([LocalFeatures.empty(32)]) == 0)
+
+
+def test_gallery_embeddings_are_stored_with_the_fit_and_read_back_in_any_order(tmp_path, monkeypatch):
+    from reid_engine.components import build_plugin
+    from reid_engine.registry import PluginTable
+    from reid_engine.registry.profiles import PluginRef
+    from reid_engine.shortlist.global_embedding import gallery_embeddings, prepare_embedder
+    from reid_engine.store.database import GalleryDatabase
+    from reid_engine.store.features import FeatureCache
+
+    table = PluginTable.discover()
+    embedder = build_plugin(table, "embedder", PluginRef("fisher-vector", (("n_components", 4), ("pca_dim", 8))),
+                            "cpu", "test")
+    extractor = build_plugin(table, "extractor", PluginRef("sift"), "cpu", "test")
+    rng = np.random.default_rng(0)
+    with GalleryDatabase(tmp_path / "g.db") as db:
+        cache = FeatureCache(db)
+        hashes = [f"{i:064x}" for i in range(6)]
+        patterns = [rng.normal(size=(40, 16)).astype(np.float32) for _ in range(2)]
+        for i, h in enumerate(hashes):
+            cache.put(h, extractor, _view(rng, patterns[i % 2]))
+        key = prepare_embedder(embedder, extractor, db, cache, hashes)
+        first = gallery_embeddings(embedder, extractor, db, cache, hashes, key)
+        calls = []
+        monkeypatch.setattr(embedder.obj, "embed", lambda items: calls.append(len(items)) or None)
+        again = gallery_embeddings(embedder, extractor, db, cache, hashes[::-1], key)
+        assert calls == []  # read back, not embedded again
+        np.testing.assert_array_equal(again, first[::-1])
+        assert first.shape == (6, 2 * 4 * 8) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
