@@ -6,7 +6,8 @@
 ALIKED-n16 features (768 px, 2048 keypoints, as `benchmarks/pipeline_speed.py`) of nyala-dev
 photos; LightGlue sees the strongest ``--keypoints`` of each. Every setting matches the same
 pairs through ``match_many`` (as the engine calls it) after one warm-up call, in this one
-process, one after the other; matches are compared with the first setting's. Writes
+process, one after the other; matches are compared with the first setting's (identical pairs,
+mean Jaccard of the match sets). ``bf16`` runs LightGlue's weights and descriptors in bfloat16. Writes
 benchmarks/results/lightglue-<device>.json.
 """
 
@@ -53,10 +54,13 @@ def main() -> None:
     first, second = [feats[i] for i, _ in pairs], [feats[j] for _, j in pairs]
     if args.device.startswith("cuda"):
         settings = {"batched, no pruning (batch 64)": {"width_confidence": -1, "batch_size": 64},
-                    "one pair at a time, pruning": {"batch_size": 1}}
+                    "one pair at a time, pruning": {"batch_size": 1},
+                    "batched, no pruning (batch 64), bf16": {"width_confidence": -1, "batch_size": 64,
+                                                             "precision": "bf16"}}
     else:
         settings = {"one pair at a time on all threads (workers = 1)": {"workers": 1},
-                    f"pairs spread over {count} threads (workers = 0)": {"workers": 0}}
+                    f"pairs spread over {count} threads (workers = 0)": {"workers": 0},
+                    f"pairs spread over {count} threads, bf16": {"workers": 0, "precision": "bf16"}}
     results, reference = [], None
     for label, options in settings.items():
         matcher = build("matcher", "lightglue", {"features": "aliked", "max_keypoints": args.keypoints, **options})
@@ -73,8 +77,12 @@ def main() -> None:
         if reference is None:
             reference = matches
         same = sum(np.array_equal(a.idx, b.idx) for a, b in zip(reference, matches))
+        jaccard = [len(set(map(tuple, a.idx)) & set(map(tuple, b.idx))) / max(1, len(set(map(tuple, a.idx))
+                                                                                 | set(map(tuple, b.idx))))
+                   for a, b in zip(reference, matches)]
         row = {"setting": label, "options": options, "pairs": len(pairs), "pairs_per_s": len(pairs) / seconds,
-               "matches_mean": float(np.mean([len(m) for m in matches])), "same_matches_as_first": f"{same}/{len(pairs)}"}
+               "matches_mean": float(np.mean([len(m) for m in matches])), "same_matches_as_first": f"{same}/{len(pairs)}",
+               "match_jaccard_vs_first": float(np.mean(jaccard))}
         results.append(row)
         print(json.dumps(row), flush=True)
     out = {"device": args.device, "keypoints": args.keypoints, "threads": count, "results": results,

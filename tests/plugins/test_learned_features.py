@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from reid_engine.errors import UsageError
 from reid_engine.records import ImageRecord, LoadedImage
@@ -67,6 +68,25 @@ def test_lightglue_recovers_a_known_shift_and_rejects_another_image():
     good = np.abs(d - [20, 12]).max(axis=1) < 2.0
     assert good.mean() > 0.8
     assert len(matcher.match(f1, other)) < 0.2 * len(m)
+
+
+def test_lightglue_in_bf16_finds_the_fp32_matches_of_a_known_shift():
+    rgb = _texture((240, 320), seed=1)
+    shifted = np.roll(rgb, (12, 20), axis=(0, 1))
+    extractor = _build("extractor", "aliked", max_keypoints=512)
+    f1, f2 = extractor.extract(_loaded(rgb)), extractor.extract(_loaded(shifted))
+    other = extractor.extract(_loaded(_texture((240, 320), seed=7)))
+    fp32, bf16 = _build("matcher", "lightglue"), _build("matcher", "lightglue", precision="bf16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    a, b = fp32.match(f1, f2), bf16.match(f1, f2)
+    assert b.conf.dtype == np.float32 and len(b) > 0.9 * len(a)
+    d = f2.kpts[b.idx[:, 1]] - f1.kpts[b.idx[:, 0]]
+    assert (np.abs(d - [20, 12]).max(axis=1) < 2.0).mean() > 0.8
+    shared = set(map(tuple, a.idx)) & set(map(tuple, b.idx))
+    assert len(shared) > 0.8 * len(a)
+    assert len(bf16.match(f1, other)) < 0.2 * len(b)
+    with pytest.raises(ConfigError):
+        TABLE.get("matcher", "lightglue").make_config({"precision": "fp8"})
 
 
 def test_lightglue_keypoint_cap_returns_indices_of_the_full_sets():
