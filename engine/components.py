@@ -139,8 +139,8 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
         of = next(p for p in pipelines if p.name == r.pipeline)
         if embedder.spec.name != "fisher-vector" or embedder_extractor is None \
                 or embedder_extractor.cache_id != of.extractor.cache_id:
-            raise UsageError(f"{src} [rerank]: re-embeds pipeline {r.pipeline!r}'s inliers with the shortlist's "
-                             f"Fisher vectors, so [shortlist].embedder must be fisher-vector over that pipeline's "
+            raise UsageError(f"{src} [rerank]: the inliers of pipeline {r.pipeline!r} are re-embedded with the "
+                             f"shortlist's Fisher vectors, so [shortlist].embedder must be fisher-vector over that pipeline's "
                              f"extractor ({of.extractor.spec.name} with the same options); got "
                              f"{embedder.spec.name!r}" + (f" over {embedder_extractor.spec.name!r}"
                                                           if embedder_extractor is not None else ""))
