@@ -55,12 +55,16 @@ def test_aliked_mask_spends_the_whole_budget_inside_the_mask():
     assert ((x >= 58) & (x <= 201) & (y >= 38) & (y <= 201)).all()
 
 
-def test_lightglue_recovers_a_known_shift_and_rejects_another_image():
+def _shifted_pair_and_another():
+    """ALIKED features of a texture, of it shifted by (x 20, y 12) px, and of another texture."""
     rgb = _texture((240, 320), seed=1)
-    shifted = np.roll(rgb, (12, 20), axis=(0, 1))
     extractor = _build("extractor", "aliked", max_keypoints=512)
-    f1, f2 = extractor.extract(_loaded(rgb)), extractor.extract(_loaded(shifted))
-    other = extractor.extract(_loaded(_texture((240, 320), seed=7)))
+    return (extractor.extract(_loaded(rgb)), extractor.extract(_loaded(np.roll(rgb, (12, 20), axis=(0, 1)))),
+            extractor.extract(_loaded(_texture((240, 320), seed=7))))
+
+
+def test_lightglue_recovers_a_known_shift_and_rejects_another_image():
+    f1, f2, other = _shifted_pair_and_another()
     matcher = _build("matcher", "lightglue")
     m = matcher.match(f1, f2)
     assert len(m) > 100
@@ -71,11 +75,7 @@ def test_lightglue_recovers_a_known_shift_and_rejects_another_image():
 
 
 def test_lightglue_in_bf16_finds_the_fp32_matches_of_a_known_shift():
-    rgb = _texture((240, 320), seed=1)
-    shifted = np.roll(rgb, (12, 20), axis=(0, 1))
-    extractor = _build("extractor", "aliked", max_keypoints=512)
-    f1, f2 = extractor.extract(_loaded(rgb)), extractor.extract(_loaded(shifted))
-    other = extractor.extract(_loaded(_texture((240, 320), seed=7)))
+    f1, f2, other = _shifted_pair_and_another()
     fp32, bf16 = _build("matcher", "lightglue"), _build("matcher", "lightglue", precision="bf16")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     a, b = fp32.match(f1, f2), bf16.match(f1, f2)
