@@ -280,13 +280,21 @@ def _segment_settings(table: Any, where: str) -> SegmentSettings:
     return s
 
 
+def _calibration(table: Any, where: str) -> CalibrationSettings:
+    """The ``calibration`` table of the table at ``where`` (a pipeline, [trained_embedder], [rerank])."""
+    calibration = _settings(CalibrationSettings, table, f"{where}.calibration")
+    if calibration.width <= 0:
+        raise ConfigError(f"{where}.calibration.width: must be positive")
+    return calibration
+
+
 def _rerank_settings(table: Any, where: str, pipelines: set[str]) -> RerankSettings:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {table!r}")
     table = dict(table)
     fixed: dict[str, Any] = {}
     if "calibration" in table:
-        fixed["calibration"] = _settings(CalibrationSettings, table.pop("calibration"), f"{where}.calibration")
+        fixed["calibration"] = _calibration(table.pop("calibration"), where)
     if "pipeline" not in table:
         raise ConfigError(f"{where}: needs pipeline = the name of one of the profile's [[pipelines]] "
                           "(whose inliers are re-embedded)")
@@ -305,9 +313,7 @@ def _trained_embedder_settings(table: Any, where: str) -> TrainedEmbedderSetting
     if "embedder" in table:
         fixed["embedder"] = _plugin_ref(table.pop("embedder"), f"{where}.embedder")
     if "calibration" in table:
-        fixed["calibration"] = _settings(CalibrationSettings, table.pop("calibration"), f"{where}.calibration")
-        if fixed["calibration"].width <= 0:
-            raise ConfigError(f"{where}.calibration.width: must be positive")
+        fixed["calibration"] = _calibration(table.pop("calibration"), where)
     s = _settings(TrainedEmbedderSettings, table, where, **fixed)
     if s.weight < 0:
         raise ConfigError(f"{where}.weight: must be ≥ 0")
@@ -353,9 +359,7 @@ def parse_profile(data: dict, source: str) -> Profile:
         if name in names:
             raise ConfigError(f"{where}: pipeline name {name!r} is used twice")
         names.add(name)
-        calibration = _settings(CalibrationSettings, entry.get("calibration", {}), f"{where}.calibration")
-        if calibration.width <= 0:
-            raise ConfigError(f"{where}.calibration.width: must be positive")
+        calibration = _calibration(entry.get("calibration", {}), where)
         distinct = entry.get("distinctiveness", False)
         if distinct is True:
             distinct = DistinctivenessSettings()

@@ -176,7 +176,7 @@ class LightGlueMatcher(Matcher):
             if idx.numel():
                 idx = idx.cpu().numpy()
                 pairs = np.stack([keeps[i][0][idx[:, 0]], keeps[i][1][idx[:, 1]]], axis=1)
-                out[i] = to_matches(torch.from_numpy(pairs), conf.float())
+                out[i] = to_matches(torch.from_numpy(pairs), conf)
 
 
 @hookimpl

@@ -45,6 +45,7 @@ def test_subset_keeps_the_chosen_features_once():
     ('[rerank]\npipeline = "nope"\n', "'nope' is not one of the profile's"),
     ('[rerank]\npipeline = "sift-mnn"\ntop_k = 0\n', "top_k must be at least 1"),
     ('[rerank]\npipeline = "sift-mnn"\ntopk = 3\n', "topk"),
+    ('[rerank]\npipeline = "sift-mnn"\ncalibration = { width = 0.0 }\n', r"\[rerank\].calibration.width: must be positive"),
 ])
 def test_a_bad_rerank_table_is_refused_when_the_profile_loads(fast_profile, tmp_path, rerank, message):
     path = tmp_path / "bad.toml"
