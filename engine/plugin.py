@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from reid_engine.errors import ManifestError, ReidError, UsageError
+from reid_engine.keypoints import landmarks_in_image, parse_keypoints
 from reid_engine.records import ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches
 from reid_engine.registry import EmptyConfig, PluginSpec, hookimpl
 from reid_engine.threads import configured as configured_threads
@@ -95,7 +96,8 @@ if TYPE_CHECKING:  # imported on first use at run time (``__getattr__`` below): 
     from reid_engine.embedding.model import from_arrays as model_from_arrays
     from reid_engine.embedding.onnx_export import SPEC_KEY as ONNX_SPEC_KEY
     from reid_engine.embedding.onnx_export import export_onnx
-    from reid_engine.embedding.views import animal_square, to_input
+    from reid_engine.embedding.heatmaps import render_heatmaps
+    from reid_engine.embedding.views import animal_square, square_frame, to_input
     from reid_engine.image_tensors import grey_tensor, mask_tensor, point_features, resized_size, rgb_tensor, too_small
     from reid_engine.training.checkpoint import CheckpointError, load_hardnet, read_checkpoint
 
@@ -133,18 +135,22 @@ __all__ = [
     "file_sha256",
     "grey_tensor",
     "hookimpl",
+    "landmarks_in_image",
     "load_hardnet",
     "load_weights",
     "mask_tensor",
     "model_from_arrays",
     "onnx_session_options",
+    "parse_keypoints",
     "point_features",
     "predict_pattern",
     "read_checkpoint",
     "read_model_file",
     "read_pattern_model",
+    "render_heatmaps",
     "resized_size",
     "rgb_tensor",
+    "square_frame",
     "to_input",
     "too_small",
     "weight_path",
@@ -172,6 +178,8 @@ _LAZY = {
     "predict_pattern": ("reid_engine.pattern.model", "predict_pattern"),
     "read_pattern_model": ("reid_engine.pattern.model", "read_pattern_model"),
     "to_input": ("reid_engine.embedding.views", "to_input"),
+    "square_frame": ("reid_engine.embedding.views", "square_frame"),
+    "render_heatmaps": ("reid_engine.embedding.heatmaps", "render_heatmaps"),
 }
 
 

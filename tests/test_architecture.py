@@ -12,7 +12,7 @@ from tests.conftest import REPO
 ENGINE = REPO / "engine"
 # lowest first: a module may import from its own layer and the layers before it
 LAYERS = [
-    {"errors", "files", "records", "runs", "metrics", "progress", "device", "threads", "weights", "image_tensors",
+    {"errors", "files", "records", "runs", "metrics", "progress", "device", "threads", "weights", "image_tensors", "keypoints",
      "registry", "plugin", "plugin_adapters", "components", "synthetic", "__init__"},
     {"store"},
     {"inputs"},

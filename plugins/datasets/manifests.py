@@ -11,7 +11,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reid_engine.plugin import DatasetLoader, ImageError, ImageRecord, Manifest, ManifestError, PluginSpec, hookimpl
+from reid_engine.plugin import (
+    DatasetLoader,
+    ImageError,
+    ImageRecord,
+    Manifest,
+    ManifestError,
+    PluginSpec,
+    hookimpl,
+    parse_keypoints,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jfif"}
 OPTIONAL_COLUMNS = (
@@ -37,6 +46,12 @@ def _parse_bbox(text: str, where: str) -> tuple[float, float, float, float] | No
     if w <= 0 or h <= 0:
         raise ManifestError(f"{where}: bbox {text!r} has a non-positive width or height")
     return (x, y, w, h)
+
+
+def _checked_keypoints(text: str, where: str) -> str | None:
+    """The keypoints column as written, once it parses (a bad one raises, naming the line)."""
+    parse_keypoints(text, where)
+    return text or None
 
 
 class CsvManifestAdapter(DatasetLoader):
@@ -119,7 +134,7 @@ class CsvManifestAdapter(DatasetLoader):
                     orientation=row.get("orientation") or None,
                     species=row.get("species") or None,
                     sequence=row.get("sequence") or None,
-                    keypoints=row.get("keypoints") or None,
+                    keypoints=_checked_keypoints(row.get("keypoints", ""), where),
                     extra=extra,
                 )
             )

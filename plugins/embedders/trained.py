@@ -8,7 +8,9 @@ or ``.pt`` model is exported to ONNX in memory for ``runtime = "onnx"``.
 
 Input: :class:`LoadedImage` (``input = "image"``): the animal as the profile's ``[segment]``
 step found it, background greyed and cropped (reid_engine.embedding.views). ``model_sha256``
-identifies the model; the engine puts it in the cache id.
+identifies the model; the engine puts it in the cache id. A Landmark-Id model (``train embedder
+--method landmark-id``) also sees the photo's landmark heatmaps: from the record's ``keypoints``
+when it has them (``landmarks = "given"``), else predicted by the model's own locator.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from reid_engine.plugin import (
     ReidError,
     UsageError,
     animal_square,
+    landmarks_in_image,
+    render_heatmaps,
+    square_frame,
     arrays_sha256,
     export_onnx,
     hookimpl,
@@ -48,12 +53,16 @@ class TrainedEmbedderConfig:
     runtime     torch | onnx (onnxruntime)
     batch_size  images per forward pass
     threads     CPU threads for onnxruntime's intra-op pool (0 = the engine's `--threads` setting)
+    landmarks   Landmark-Id models only: "given" uses a photo's keypoints when it has them and the
+                model's predicted landmarks otherwise; "predicted" always predicts them (every
+                photo then sees the same kind of heatmaps, annotated or not)
     """
 
     model: str = ""
     runtime: Literal["torch", "onnx"] = "torch"
     batch_size: int = 16
     threads: int = 0
+    landmarks: Literal["given", "predicted"] = "given"
 
 
 class TrainedEmbedder(Embedder):
@@ -62,6 +71,8 @@ class TrainedEmbedder(Embedder):
     def __init__(self, config: TrainedEmbedderConfig, device: str) -> None:
         if config.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if config.landmarks not in ("given", "predicted"):
+            raise ValueError(f"landmarks must be 'given' or 'predicted', got {config.landmarks!r}")
         self.config, self.device = config, device
         self.model_sha256 = ""
         self.spec: EmbedderSpec | None = None
@@ -104,17 +115,44 @@ class TrainedEmbedder(Embedder):
         for start in range(0, len(images), self.config.batch_size):
             chunk = images[start:start + self.config.batch_size]
             squares = np.stack([animal_square(im, self.spec.image_size) for im in chunk])
-            out.append(self.embed_squares(squares))
+            if self.spec.landmarks:
+                out.append(self.embed_squares(squares, *self._heatmaps(chunk)))
+            else:
+                out.append(self.embed_squares(squares))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
-    def embed_squares(self, squares: np.ndarray) -> np.ndarray:
-        """uint8 (N, S, S, 3) animal squares → float32 (N, D)."""
+    def _heatmaps(self, images: Sequence[LoadedImage]) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmaps float32 (N, K, S, S) of the images' keypoints and given float32 (N,): 1 where
+        they are used, 0 where the model predicts them."""
+        side, names = self.spec.image_size, tuple(self.spec.landmarks)
+        maps = np.zeros((len(images), len(names), side, side), np.float32)
+        given = np.zeros(len(images), np.float32)
+        for i, image in enumerate(images):
+            points = landmarks_in_image(image, names) if self.config.landmarks == "given" else None
+            if points is not None:
+                maps[i] = render_heatmaps(square_frame(image).points(points, side), side, self.spec.heatmap_radius)
+                given[i] = 1.0
+        return maps, given
+
+    def embed_squares(self, squares: np.ndarray, heatmaps: np.ndarray | None = None,
+                      given: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (N, S, S, 3) animal squares → float32 (N, D). A Landmark-Id model takes heatmaps
+        float32 (N, K, S, S) used where ``given`` (N,) is 1 (None: predicted for all)."""
         x = to_input(squares, self.spec.mean, self.spec.std)
+        if self.spec.landmarks and heatmaps is None:
+            heatmaps = np.zeros((len(squares), len(self.spec.landmarks), *x.shape[2:]), np.float32)
+            given = np.zeros(len(squares), np.float32)
         if self._session is not None:
-            return self._session.run(None, {"image": x.numpy()})[0].astype(np.float32)
+            feeds = {"image": x.numpy()}
+            if self.spec.landmarks:
+                feeds.update(heatmaps=np.asarray(heatmaps, np.float32), given=np.asarray(given, np.float32))
+            return self._session.run(None, feeds)[0].astype(np.float32)
         import torch
 
         with torch.inference_mode():
+            if self.spec.landmarks:
+                return self._net(x.to(self.device), torch.as_tensor(heatmaps, device=self.device),
+                                 torch.as_tensor(given, device=self.device)).float().cpu().numpy()
             return self._net(x.to(self.device)).float().cpu().numpy()
 
 
