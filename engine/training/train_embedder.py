@@ -471,8 +471,12 @@ def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: Tra
     net.to(options.device)
     head.to(options.device)
     heads = [p for name, p in net.named_parameters() if not name.startswith("backbone.")]
-    params = [{"params": net.backbone.parameters(), "lr": options.lr * 0.3},
-              {"params": [*heads, *head.parameters()], "lr": options.lr}]
+    # Landmark-Id: the input layer, whose heatmap channels start at zero, learns at the heads' rate
+    stem = [p for p in net.backbone.parameters() if p.ndim == 4 and p.shape[1] == 3 + net.landmark_count][:1] \
+        if net.landmark_count else []
+    params = [{"params": [p for p in net.backbone.parameters() if not any(p is q for q in stem)],
+               "lr": options.lr * 0.3},
+              {"params": [*stem, *heads, *head.parameters()], "lr": options.lr}]
     optimizer = torch.optim.AdamW(params, weight_decay=1e-4)
     steps_per_epoch = max(1, int(np.ceil(len(rows.train) / (options.batch_p * options.batch_k))))
     lr_factor = warmup_cosine(steps_per_epoch, max(1, steps_per_epoch * options.epochs))
