@@ -1,7 +1,8 @@
 """Landmark-Id against ArcFace alone on a synthetic seal set with known landmarks (issue 15).
 
     python benchmarks/landmark_id_synthetic.py --data synthetic-seal-hard --epochs 12 --image-size 160 \
-        --out benchmarks/results/landmark-id-synthetic.json
+        --out benchmarks/results/landmark-id-synthetic-hard.json
+    python benchmarks/landmark_id_synthetic.py --data synthetic-seal-hard --n-known 30 --gallery-per 8 ...
 
 Both nets are trained by ``train_embedder`` with the same options and seed on the set's gallery
 (its ``keypoints`` column: eye, fore flipper, hind flippers, null where hidden), then each
@@ -14,6 +15,7 @@ photos gets). Prints and writes one JSON record with the machine, timings and pe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import os
@@ -52,6 +54,8 @@ def embed_all(db_path: Path, profile, table, records, landmarks: str) -> np.ndar
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="synthetic-seal-hard", choices=sorted(SYNTHETIC))
+    parser.add_argument("--n-known", type=int, help="individuals (default: the named set's)")
+    parser.add_argument("--gallery-per", type=int, help="gallery photos per individual (default: the named set's)")
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "landmark-id-data")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--image-size", type=int, default=160)
@@ -60,14 +64,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    data = generate_seal_dataset(args.root / args.data, SYNTHETIC[args.data])
+    config = SYNTHETIC[args.data]
+    changes = {k: v for k, v in (("n_known", args.n_known), ("gallery_per_individual", args.gallery_per)) if v}
+    config = dataclasses.replace(config, **changes)
+    name = args.data + "".join(f"-{k}{v}" for k, v in changes.items())
+    data = generate_seal_dataset(args.root / name, config)
     table = PluginTable.discover()
     profile = load_profile_file(builtin_profiles()["seal"])
     gallery = load_manifest(data.gallery_csv, "gallery", table).records
     queries = [r for r in load_manifest(data.query_csv, "query", table).records if r.truth != NEW_INDIVIDUAL]
     with open(data.gallery_csv, newline="") as f:
         visible = [sum(v is not None for v in json.loads(r["keypoints"]).values()) for r in csv.DictReader(f)]
-    record = {"data": f"{args.data}: {SYNTHETIC[args.data]}", "gallery_photos": len(gallery),
+    record = {"data": f"{name}: {config}", "gallery_photos": len(gallery),
               "known_queries": len(queries), "landmarks_visible_per_gallery_photo": float(np.mean(visible)),
               "machine": f"{os.cpu_count()} CPU cores, no GPU", "command": " ".join(sys.argv), "runs": {}}
     work = Path(tempfile.mkdtemp(prefix="landmark-id-"))

@@ -11,6 +11,7 @@ import numpy as np
 from reid_engine.errors import ImageDecodeError, raise_if_resource_fault
 from reid_engine.inputs.images import read_image
 from reid_engine.inputs.segmentation import AnimalView, Segmentation
+from reid_engine.inputs.tracks import Centroid, mask_centroid, track_instances
 from reid_engine.records import INSTANCE_KEY, ImageError, ImageRecord
 from reid_engine.registry.profiles import Profile
 
@@ -18,27 +19,58 @@ from reid_engine.registry.profiles import Profile
 def each_animal(records: list[ImageRecord], segmentation: Segmentation, profile: Profile,
                 errors: list[ImageError]) -> list[ImageRecord]:
     """Instance policy ``each``: a query photo showing n > 1 animals becomes n queries
-    ``IMAGE_ID#1`` … ``IMAGE_ID#n`` (largest first). Runs the segmenter (cached) on every query."""
+    ``IMAGE_ID#1`` … ``IMAGE_ID#n`` (largest first). Runs the segmenter (cached) on every query.
 
-    out = []
-    for record in records:
+    A sequence with such a photo is split into one sequence per animal, ``SEQUENCE#1``, ``#2``
+    …, by tracking where the animals lie (:mod:`reid_engine.inputs.tracks`), so that pooling a
+    sequence's evidence never mixes two animals."""
+
+    out: list[ImageRecord] = []
+    placed: list[tuple[int, Centroid] | None] = []  # per query: (its photo's index, where the animal lies)
+    for p, record in enumerate(records):
         try:
             image = read_image(record, profile.image.max_side, profile.image.min_side)
-            n = 1 if image.mask is not None else segmentation.instances(image)  # a manifest mask names one animal
+            if image.mask is not None:  # a manifest mask names one animal
+                centroids = [mask_centroid(image.mask)]
+            else:
+                centroids = [mask_centroid(m) for m in segmentation.instance_masks(image)]
         except ImageDecodeError:
             out.append(record)  # ensure_features reports it
+            placed.append(None)
             continue
         except Exception as exc:  # noqa: BLE001 - the segmenter failing on one photo must not stop the run
             raise_if_resource_fault(exc, record.path)
             errors.append(ImageError(record.image_id, str(record.path), "segment", f"{type(exc).__name__}: {exc}"))
             out.append(record)
+            placed.append(None)
             continue
-        if n <= 1:
+        if len(centroids) <= 1:
             out.append(record)
+            placed.append((p, centroids[0]) if centroids else None)
             continue
-        for k in range(n):
+        for k, centroid in enumerate(centroids):
             out.append(dataclasses.replace(record, image_id=f"{record.image_id}#{k + 1}",
                                            extra={**record.extra, INSTANCE_KEY: str(k)}))
+            placed.append((p, centroid))
+    return split_sequences(out, placed)
+
+
+def split_sequences(queries: list[ImageRecord], placed: list[tuple[int, Centroid] | None]) -> list[ImageRecord]:
+    """Rename the sequence of every query in a sequence where some photo shows several animals to
+    ``SEQUENCE#TRACK`` (``placed``: per query, its photo's index and its animal's centroid, or None)."""
+    photos: dict[str, dict[int, list[int]]] = {}
+    for i, (query, where) in enumerate(zip(queries, placed)):
+        if query.sequence and where is not None:
+            photos.setdefault(query.sequence, {}).setdefault(where[0], []).append(i)
+    out = list(queries)
+    for sequence, by_photo in photos.items():
+        groups = list(by_photo.values())
+        if all(len(g) == 1 for g in groups):
+            continue
+        tracks = track_instances([[placed[i][1] for i in g] for g in groups])
+        for group, labels in zip(groups, tracks):
+            for i, track in zip(group, labels):
+                out[i] = dataclasses.replace(out[i], sequence=f"{sequence}#{track + 1}")
     return out
 
 

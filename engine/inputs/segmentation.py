@@ -139,6 +139,11 @@ class Segmentation:
         """How many animals the segmenter finds in ``image`` (runs it once, cached)."""
         return len(self.segmenter.obj.clean(self.probability(image))) if self.segmenter is not None else 1
 
+    def instance_masks(self, image: LoadedImage) -> list[np.ndarray]:
+        """The animals the segmenter finds in ``image``: bool masks (h, w) at the probability map's
+        size, largest first (the order of ``IMAGE_ID#1``, ``#2``, ...); [] without a segmenter."""
+        return list(self.segmenter.obj.clean(self.probability(image))) if self.segmenter is not None else []
+
     # -- applying --------------------------------------------------------------------------
     def apply(self, image: LoadedImage) -> LoadedImage:
         """``image`` with its animal mask set and, with ``crop``, cropped to the animal."""

@@ -24,6 +24,7 @@ config gives byte-identical PNGs. Only numpy, scipy.ndimage and Pillow are used.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -101,11 +102,16 @@ class SealDatasetConfig:
     pose_variation: float = 1.0  # in-plane rotation, viewpoint squash, body warp between photos
     occlusion: float = 1.0  # how often something hides the seal, and how much of it
     blur: float = 1.0  # defocus blur and sensor noise
+    # share of query encounters where a second seal (another individual) lies beside the queried
+    # one; each of the two gets its own query rows (same photo, own mask, own sequence)
+    multi_seal: float = 0.0
 
     def validate(self) -> None:
         for name in ("pose_variation", "occlusion", "blur"):
             if not 0.0 <= getattr(self, name) <= 4.0:
                 raise ValueError(f"{name} must be in [0, 4], got {getattr(self, name)}")
+        if not 0.0 <= self.multi_seal <= 1.0:
+            raise ValueError(f"multi_seal must be in [0, 1], got {self.multi_seal}")
         self._validate_counts()
 
     def _validate_counts(self) -> None:
@@ -124,7 +130,7 @@ class SealDatasetConfig:
 
     @staticmethod
     def from_json(d: dict) -> "SealDatasetConfig":
-        d = dict(d)
+        d = {"multi_seal": 0.0, **d}
         d["image_size"] = tuple(int(v) for v in d["image_size"])
         return SealDatasetConfig(**d)
 
@@ -1025,6 +1031,7 @@ class _Encounter:
     individual: int
     key: int  # seed key of the encounter within its individual
     photos: tuple["_Photo", ...]
+    companion: int | None = None  # a second individual lying beside it (query encounters, ``multi_seal``)
 
 
 @dataclass(frozen=True)
@@ -1072,44 +1079,84 @@ def _photo_landmarks(landmarks: np.ndarray, coords: np.ndarray, visible: np.ndar
     return out
 
 
-def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
-                  pose_base: dict[str, float], light_base: _Light, occlusion: str,
-                  image_hw: tuple[int, int], config: SealDatasetConfig = SealDatasetConfig()
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, list | None]]:
-    """Render one photo: returns (rgb uint8 (H, W, 3), body uint8 (H, W), pattern uint8 (H, W),
-    landmarks {name: [x, y] px or None}).
+@dataclass(frozen=True)
+class _Companion:
+    """A second seal in an encounter's photos: who, its rough pose, and its own random stream."""
 
-    Masks are 0/255: the visible (in-frame, unoccluded) body, and its visible ring pixels.
-    """
-    pose = _photo_pose(rng, pose_base, image_hw, config.pose_variation)
-    light = _photo_light(rng, light_base)
+    individual: _Individual
+    pose_base: dict[str, float]
+    rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class _SealInPhoto:
+    """One seal's masks in a rendered photo: body and ring pattern uint8 (H, W) 0/255 (visible
+    pixels only), and its landmarks {name: [x, y] px or None}."""
+
+    body: np.ndarray
+    pattern: np.ndarray
+    landmarks: dict[str, list | None]
+
+
+def _seal_layer(rng: np.random.Generator, ind: _Individual, pose: _Pose, light: _Light,
+                image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One seal drawn at ``pose``: (alpha (H, W), ring (H, W), shaded rgb (H, W, 3), canonical coords (2, H, W))."""
     coords = _inverse_map(rng, pose, image_hw)
     vals, idx = _sample_individual(ind, coords, pose, _fur_texture(rng))
     alpha = _scatter(np.clip(vals[3], 0.0, 1.0), idx, image_hw)
     ring = _scatter(vals[4], idx, image_hw)
     seal = _scatter(_shade_seal(rng, vals, idx, pose, light, image_hw), idx, image_hw)
+    return alpha, ring, seal, coords
+
+
+def _render_photo(rng: np.random.Generator, ind: _Individual, scene: _Scene,
+                  pose_base: dict[str, float], light_base: _Light, occlusion: str,
+                  image_hw: tuple[int, int], config: SealDatasetConfig = SealDatasetConfig(),
+                  companion: _Companion | None = None) -> tuple[np.ndarray, list[_SealInPhoto]]:
+    """Render one photo: rgb uint8 (H, W, 3) and, per seal (the photographed one first, then the
+    ``companion`` lying behind it when there is one), its visible masks and landmarks.
+
+    Masks are 0/255: the visible (in-frame, unoccluded) body, and its visible ring pixels.
+    """
+    pose = _photo_pose(rng, pose_base, image_hw, config.pose_variation)
+    light = _photo_light(rng, light_base)
+    alpha, ring, seal, coords = _seal_layer(rng, ind, pose, light, image_hw)
+    behind = None
+    if companion is not None:
+        c_pose = _photo_pose(companion.rng, companion.pose_base, image_hw, config.pose_variation)
+        behind = _seal_layer(companion.rng, companion.individual, c_pose, light, image_hw)
 
     bg, water = _background(rng, scene, image_hw)
-    bg = _cast_shadow(bg, water, alpha, light, pose.scale)
+    shadow_alpha = alpha if behind is None else np.maximum(alpha, behind[0])
+    bg = _cast_shadow(bg, water, shadow_alpha, light, pose.scale)
+    if behind is not None:
+        bg = bg * (1.0 - behind[0][..., None]) + behind[2] * behind[0][..., None]
     img = bg * (1.0 - alpha[..., None]) + seal * alpha[..., None]
 
     body = alpha > 0.5
-    cover, opacity, occ_colour = _occlude(rng, occlusion, body, scene, image_hw, config.occlusion)
+    bodies = [(body, ring, coords, ind)]
+    if behind is not None:
+        bodies.append(((behind[0] > 0.5) & ~body, behind[1], behind[3], companion.individual))
+    cover, opacity, occ_colour = _occlude(rng, occlusion, body if behind is None else body | bodies[1][0], scene,
+                                          image_hw, config.occlusion)
     shown = (cover * opacity)[..., None]
     img = img * (1.0 - shown) + occ_colour * shown
-    visible = body & (cover < 0.5)
-    pattern = visible & (ring > 0.5)
 
     rgb = _camera(rng, _global_light(img, light), config.blur)
-    landmarks = _photo_landmarks(ind.landmarks, coords, visible)
-    return rgb, visible.astype(np.uint8) * 255, pattern.astype(np.uint8) * 255, landmarks
+    seals = []
+    for b, r, c, who in bodies:
+        visible = b & (cover < 0.5)
+        seals.append(_SealInPhoto(visible.astype(np.uint8) * 255, (visible & (r > 0.5)).astype(np.uint8) * 255,
+                                  _photo_landmarks(who.landmarks, c, visible)))
+    return rgb, seals
 
 
 # --------------------------------------------------------------------------------------
 # Plan, writer, public entry point
 # --------------------------------------------------------------------------------------
 
-_KEY_INDIVIDUAL, _KEY_ENCOUNTER, _KEY_PHOTO, _KEY_PLAN = 1, 2, 3, 4
+_KEY_INDIVIDUAL, _KEY_ENCOUNTER, _KEY_PHOTO, _KEY_PLAN, _KEY_GROUP = 1, 2, 3, 4, 5
+_GROUP_SCALE = 0.6  # two seals in a photo are drawn this much smaller, one on each side
 
 
 def _identity(i: int) -> str:
@@ -1158,7 +1205,39 @@ def _plan(config: SealDatasetConfig) -> list[_Encounter]:
                                 truth=truth, key=pkey))
         plan.append(_Encounter(sequence=f"enc_{int(seq):04d}", individual=i, key=key,
                                photos=tuple(built)))
-    return plan
+    return _with_companions(plan, config)
+
+
+def _with_companions(plan: list[_Encounter], config: SealDatasetConfig) -> list[_Encounter]:
+    """Give ``multi_seal`` of the query encounters a second seal (drawn from a stream of its
+    own, so a data set without them is unchanged)."""
+    everyone = config.n_known + config.n_unknown
+    if config.multi_seal <= 0 or everyone < 2:
+        return plan
+    rng = _child_rng(config, _KEY_GROUP)
+    out = []
+    for enc in plan:
+        draw, other = rng.uniform(), int(rng.integers(everyone - 1))
+        if enc.key == 100 and draw < config.multi_seal:
+            enc = dataclasses.replace(enc, companion=other + (other >= enc.individual))
+        out.append(enc)
+    return out
+
+
+def _companion_rows(config: SealDatasetConfig, enc: _Encounter, photo: _Photo) -> tuple[str, str, str]:
+    """(image id, truth, sequence) of the companion seal's query row for ``photo``."""
+    truth = _identity(enc.companion) if enc.companion < config.n_known else NEW_INDIVIDUAL
+    return f"{photo.image_id}b", truth, f"{enc.sequence}b"
+
+
+def _group_poses(config: SealDatasetConfig, enc: _Encounter, pose_base: dict[str, float]
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Rough poses of a two-seal encounter: both smaller, the photographed seal on the left."""
+    crng = _child_rng(config, _KEY_GROUP, enc.individual, enc.key)
+    other = _encounter_pose(crng, config.pose_variation)
+    main = {**pose_base, "scale": pose_base["scale"] * _GROUP_SCALE, "fx": -0.9}
+    other.update(scale=other["scale"] * _GROUP_SCALE, fx=0.9, fy=pose_base["fy"])
+    return main, other
 
 
 def _occlusion_options(setting: str, occlusion_k: float) -> tuple[tuple[str, float], ...]:
@@ -1208,26 +1287,28 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
         erng = _child_rng(config, _KEY_ENCOUNTER, enc.individual, enc.key)
         setting = _SETTINGS[int(erng.choice(len(_SETTINGS), p=_SETTING_P))]
         pose_base = _encounter_pose(erng, config.pose_variation)
+        companion_base, companion_ind = None, None
+        if enc.companion is not None:
+            pose_base, companion_base = _group_poses(config, enc, pose_base)
+            companion_ind = _make_individual(_child_rng(config, _KEY_INDIVIDUAL, enc.companion))
         scene = _encounter_scene(erng, setting, image_hw, _body_top(pose_base, image_hw))
         light_base = _encounter_light(erng)
         for photo in enc.photos:
             prng = _child_rng(config, _KEY_PHOTO, enc.individual, photo.key)
             occlusion = _choose(prng, _occlusion_options(setting, config.occlusion))
-            rgb, body, pattern, landmarks = _render_photo(prng, ind, scene, pose_base, light_base,
-                                                          occlusion, image_hw, config)
-            rel = {"path": f"images/{photo.image_id}.png",
-                   "mask_path": f"masks/{photo.image_id}.png",
-                   "pattern_path": f"patterns/{photo.image_id}.png"}
-            _save_png(root / rel["path"], rgb)
-            _save_png(root / rel["mask_path"], body)
-            _save_png(root / rel["pattern_path"], pattern)
-            row = {"image_id": photo.image_id, **rel, "sequence": enc.sequence,
-                   "species": SPECIES, "orientation": ORIENTATION,
-                   "keypoints": json.dumps(landmarks)}
+            companion = None if companion_ind is None else _Companion(
+                companion_ind, companion_base, _child_rng(config, _KEY_GROUP, enc.individual, enc.key, photo.key))
+            rgb, seals = _render_photo(prng, ind, scene, pose_base, light_base, occlusion, image_hw, config, companion)
+            _save_png(root / f"images/{photo.image_id}.png", rgb)
+            row = _seal_row(root, photo.image_id, photo.image_id, seals[0], enc.sequence)
             if photo.role == "gallery":
                 gallery_rows.append({**row, "identity": photo.identity})
             else:
                 query_rows.append({**row, "truth": photo.truth, "individual": photo.identity})
+            if len(seals) > 1:
+                image_id, truth, sequence = _companion_rows(config, enc, photo)
+                query_rows.append({**_seal_row(root, image_id, photo.image_id, seals[1], sequence), "truth": truth,
+                                   "individual": _identity(enc.companion)})
     query_rows.sort(key=lambda r: r["image_id"])
     _write_csv(root / "gallery.csv", GALLERY_COLUMNS, gallery_rows)
     _write_csv(root / "query.csv", QUERY_COLUMNS, query_rows)
@@ -1235,6 +1316,17 @@ def _generate_into(root: Path, config: SealDatasetConfig) -> None:
             "config": config.to_json()}
     (root / "dataset.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
+
+
+def _seal_row(root: Path, image_id: str, photo_id: str, seal: _SealInPhoto, sequence: str) -> dict[str, str]:
+    """Write one seal's masks; its manifest row (the photo ``images/PHOTO_ID.png`` is shared by
+    the seals in it)."""
+    rel = {"path": f"images/{photo_id}.png", "mask_path": f"masks/{image_id}.png",
+           "pattern_path": f"patterns/{image_id}.png"}
+    _save_png(root / rel["mask_path"], seal.body)
+    _save_png(root / rel["pattern_path"], seal.pattern)
+    return {"image_id": image_id, **rel, "sequence": sequence, "species": SPECIES, "orientation": ORIENTATION,
+            "keypoints": json.dumps(seal.landmarks)}
 
 
 def _is_complete(root: Path, config: SealDatasetConfig) -> bool:

@@ -291,3 +291,34 @@ def test_segment_manifest_reports_views_and_draws_the_grid(two_animals, tmp_path
     assert summary.computed == 2 and [e.image_id for e in summary.errors] == ["gone"]
     grid = Image.open(summary.grid)
     assert grid.size[0] > 600 and grid.size[1] > 100
+
+
+def test_each_animal_splits_a_sequence_by_where_its_animals_lie(tmp_path):
+    """A burst of two photos of the same two animals, whose sizes swap (so '#1', the largest,
+    is the left animal in one photo and the right in the other), and a third photo of the left
+    one alone: each animal gets its own sequence, the same in every photo."""
+    from reid_engine.inputs.animals import each_animal
+    from reid_engine.registry.profiles import parse_profile
+
+    rng = np.random.default_rng(2)
+    left_big, left_small, right_big, right_small = (texture(rng, *hw) for hw in ((120, 140), (60, 80), (120, 140),
+                                                                                 (60, 80)))
+    paths = [photo(tmp_path / "a.png", [(left_big, 60, 10), (right_small, 80, 230)]),
+             photo(tmp_path / "b.png", [(left_small, 90, 20), (right_big, 50, 170)]),
+             photo(tmp_path / "c.png", [(left_big, 70, 15)])]
+    records = [ImageRecord(p.stem, p, sequence="burst") for p in paths]
+    records.append(ImageRecord("lone", paths[2], sequence="other"))
+    profile = parse_profile({"profile": {"name": "t"}, "segment": {"segmenter": "bright", "instance": "each"}}, "t")
+    queries = each_animal(records, segmentation(bright_table(), instance="each"), profile, [])
+    by_id = {q.image_id: q.sequence for q in queries}
+    assert by_id == {"a#1": "burst#1", "a#2": "burst#2", "b#1": "burst#2", "b#2": "burst#1", "c": "burst#1",
+                     "lone": "other"}
+
+
+def test_tracks_follow_positions_and_start_new_ones_for_far_animals():
+    from reid_engine.inputs.tracks import track_instances
+
+    assert track_instances([]) == []
+    assert track_instances([[(0.2, 0.5)], [(0.8, 0.5), (0.25, 0.5)], [(0.78, 0.45)]]) == [[0], [1, 0], [1]]
+    assert track_instances([[(0.1, 0.1), (0.9, 0.9)], [(0.5, 0.1)]]) == [[0, 1], [2]]  # too far from both
+    assert track_instances([[(0.3, 0.5)], [(0.31, 0.5)]]) == [[0], [0]]
