@@ -33,6 +33,10 @@ SYNTHETIC: dict[str, SealDatasetConfig] = {
                                         queries_per_unknown=2, seed=22),
     "synthetic-seal-hard": SealDatasetConfig(n_known=40, n_unknown=10, gallery_per_individual=3, queries_per_known=2,
                                              queries_per_unknown=2, seed=23, pose_variation=1.6, occlusion=1.8, blur=1.8),
+    # synthetic-seal with a second seal beside the queried one in half of the query encounters
+    # (each seal its own query rows, mask and sequence: the Ladoga groups of seals)
+    "synthetic-seal-group": SealDatasetConfig(n_known=30, n_unknown=8, gallery_per_individual=3, queries_per_known=2,
+                                              queries_per_unknown=2, seed=22, multi_seal=0.5),
 }
 WILDLIFE_PREFIX = "wildlife:"
 UNLABELLED = {"", "unknown", "nan", "none"}

@@ -220,3 +220,44 @@ def test_difficulty_knobs(tmp_path: Path) -> None:
     assert hidden < body
     with pytest.raises(ValueError, match="pose_variation"):
         generate_seal_dataset(tmp_path / "bad", replace(base, pose_variation=-1.0))
+
+
+def test_landmarks_lie_on_the_visible_seal_or_are_null(dataset: SyntheticDataset) -> None:
+    from scipy import ndimage
+
+    from reid_engine.synthetic.seals import LANDMARKS
+
+    _, gallery = _rows(dataset.gallery_csv)
+    _, queries = _rows(dataset.query_csv)
+    seen = 0
+    for row in gallery + queries:
+        points = json.loads(row["keypoints"])
+        assert tuple(points) == LANDMARKS
+        body = ndimage.binary_dilation(np.asarray(Image.open(dataset.root / row["mask_path"])) > 0, iterations=2)
+        for point in points.values():
+            if point is not None:
+                seen += 1
+                assert body[int(point[1]), int(point[0])]
+    assert seen >= 0.6 * 3 * len(gallery + queries)  # most landmarks are visible
+
+
+def test_multi_seal_adds_a_second_seal_with_its_own_rows(dataset: SyntheticDataset, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    group = generate_seal_dataset(tmp_path / "group", replace(SMALL, multi_seal=1.0))
+    _, queries = _rows(group.query_csv)
+    companions = [r for r in queries if r["image_id"].endswith("b")]
+    assert len(companions) == SMALL.n_known * SMALL.queries_per_known + SMALL.n_unknown * SMALL.queries_per_unknown
+    by_id = {r["image_id"]: r for r in queries}
+    for row in companions:
+        main = by_id[row["image_id"][:-1]]
+        assert row["path"] == main["path"] and row["mask_path"] != main["mask_path"]
+        assert row["sequence"] == main["sequence"] + "b" and row["individual"] != main["individual"]
+        known = int(row["individual"].split("_")[1]) < SMALL.n_known
+        assert row["truth"] == (row["individual"] if known else "new_individual")
+        a, b = (np.asarray(Image.open(group.root / r["mask_path"])) > 0 for r in (main, row))
+        assert a.any() and b.any() and not (a & b).any()  # one body hides the other, never both
+    # the gallery (no companions there) is unchanged by the knob
+    _, gallery = _rows(dataset.gallery_csv)
+    for row in gallery:
+        assert (group.root / row["path"]).read_bytes() == (dataset.root / row["path"]).read_bytes()
