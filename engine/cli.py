@@ -638,7 +638,7 @@ def train_embedder_command(
     gallery: Optional[Path] = typer.Option(None, "--gallery", help="labelled photos (CSV or identity folders), enrolled into --db [default: everything enrolled in --db]"),
     split: Optional[Path] = typer.Option(None, "--split", help="CSV image_id,split: train only on its gallery rows (never on queries)"),
     db: Path = typer.Option(DEFAULT_OUT / "gallery.db", "--db", help="gallery database; the trained model is stored in it"),
-    method: Optional[str] = typer.Option(None, "--method", help="arcface (sub-center ArcFace, dynamic margins) or landmark-id (also landmark heatmaps from the keypoints column, seed paper 002) [default: the profile's, arcface]"),
+    method: Optional[str] = typer.Option(None, "--method", help="arcface (sub-center ArcFace, dynamic margins) landmark-id (also landmark heatmaps from the keypoints column, seed paper 002) or dve (also part-aware dense descriptors and an orientation head, seed paper 003) [default: the profile's, arcface]"),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="any timm model [default: the profile's, tf_efficientnet_lite0]"),
     init: Optional[Path] = typer.Option(None, "--init", help="start from this checkpoint (a timm state dict of the backbone, or an embedder file) instead of ImageNet"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="at most this many epochs (early stopping on held-out mAP) [default: the profile's]"),

@@ -156,7 +156,7 @@ class TrainedEmbedderSettings:
     embedder: PluginRef = PluginRef("trained-embedder")
     weight: float = 1.0
     calibration: CalibrationSettings = CalibrationSettings(midpoint=0.5, width=0.08)
-    method: Literal["arcface", "landmark-id"] = "arcface"
+    method: Literal["arcface", "landmark-id", "dve"] = "arcface"
     backbone: str = "tf_efficientnet_lite0"
     image_size: int = 224
     epochs: int = 12

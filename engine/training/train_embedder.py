@@ -50,9 +50,11 @@ from reid_engine.registry.profiles import Profile
 from reid_engine.store.database import GalleryDatabase
 from reid_engine.training.arcface import SubCenterArcFace, dynamic_margins, pk_batches
 from reid_engine.training.checkpoint import atomic_save
+from reid_engine.training.dve import dve_step_loss
 from reid_engine.training.landmark_id import given_heatmaps, landmark_batch, landmark_loss
 
-METHODS = ("arcface", "landmark-id")
+METHODS = ("arcface", "landmark-id", "dve")
+DVE_DIM = 64  # the paper's d
 MIN_IDENTITIES = 2  # identities with 2+ photos needed to learn anything
 PRE_SCALE = 1.15  # photos are kept at image_size * PRE_SCALE for random resized crops
 RESUME_KEYS = ("method", "backbone", "image_size", "dim", "batch_p", "batch_k", "lr", "val_share", "seed", "flip",
@@ -131,6 +133,7 @@ class AnimalSet:
     landmark_names: tuple[str, ...] = ()  # Landmark-Id: the K landmarks, in channel order
     landmarks: np.ndarray | None = None  # float32 (N, K, 2) x, y in px of the squares, NaN = not visible
     annotated: np.ndarray | None = None  # bool (N,): the photo has keypoints (else the locator's are used)
+    orientations: list[str] = field(default_factory=list)  # per photo: the manifest's orientation, or ""
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -164,7 +167,7 @@ def load_animals(records: list[tuple[ImageRecord, str]], loader: Callable, side:
                  advance: Callable[[int], None] = lambda n=1: None, names: tuple[str, ...] = ()) -> AnimalSet:
     """Decode, segment and square every photo once (bad photos go to ``errors``); with landmark
     ``names``, each photo's keypoints are carried into its square."""
-    squares, idents, ids, hashes, encounters, points, annotated = [], [], [], [], [], [], []
+    squares, idents, ids, hashes, encounters, points, annotated, orientations = [], [], [], [], [], [], [], []
     for record, chash in records:
         try:
             image = loader(record)
@@ -178,13 +181,15 @@ def load_animals(records: list[tuple[ImageRecord, str]], loader: Callable, side:
             ids.append(record.image_id)
             hashes.append(chash)
             encounters.append(str(record.sequence or record.date or ""))
+            orientations.append(str(record.orientation or ""))
         except ImageDecodeError as exc:
             errors.append(ImageError(record.image_id, str(record.path), "decode", str(exc)))
         advance(1)
     label_names = sorted(set(idents))
     position = {n: i for i, n in enumerate(label_names)}
     array = np.stack(squares) if squares else np.zeros((0, side, side, 3), np.uint8)
-    data = AnimalSet(array, np.array([position[i] for i in idents], np.int64), label_names, ids, hashes, encounters)
+    data = AnimalSet(array, np.array([position[i] for i in idents], np.int64), label_names, ids, hashes, encounters,
+                     orientations=orientations)
     if names:
         data.landmark_names = tuple(names)
         data.landmarks = np.stack(points) if points else np.zeros((0, len(names), 2), np.float32)
@@ -390,8 +395,7 @@ class BestSoFar:
 def check_options(options: TrainEmbedderOptions) -> None:
     """Refuse what this version cannot train, before anything is loaded."""
     if options.method not in METHODS:
-        raise UsageError(f"--method {options.method!r}: this version trains {' and '.join(map(repr, METHODS))} "
-                         "(dve is not built yet)")
+        raise UsageError(f"--method {options.method!r}: choose one of {', '.join(map(repr, METHODS))}")
     if options.image_size < 32:
         raise UsageError(f"--image-size {options.image_size}: at least 32 px")
 
@@ -458,12 +462,20 @@ def split_rows(data: AnimalSet, options: TrainEmbedderOptions, result: TrainEmbe
     return TrainingRows(train_rows, train_labels, val_rows, probe_rows, known_gallery)
 
 
+def orientation_classes(options: TrainEmbedderOptions, data: AnimalSet) -> tuple[str, ...]:
+    """The DVE orientation head's classes: the manifest's orientations when there are 2+ of them
+    (none with flips, which turn a left flank into a right one)."""
+    names = tuple(sorted({o for o in data.orientations if o}))
+    return names if options.method == "dve" and len(names) >= 2 and not options.flip else ()
+
+
 def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: TrainEmbedderResult,
-                  landmarks: tuple[str, ...] = ()) -> Trainee:
+                  landmarks: tuple[str, ...] = (), orientations: tuple[str, ...] = ()) -> Trainee:
     """Seeded net (its starting weights named in ``result.init``), head, AdamW and the LR schedule."""
     _seed_everything(options.seed)
     spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=options.dim, image_size=options.image_size,
-                                   method=options.method, landmarks=tuple(landmarks))
+                                   method=options.method, landmarks=tuple(landmarks),
+                                   dve_dim=DVE_DIM if options.method == "dve" else 0, orientations=orientations)
     net = reid_model.ReidNet(spec)
     result.init = (reid_model.init_from_file(net, options.init) if options.init is not None
                    else reid_model.imagenet_start(net) or "random (no offline ImageNet weights for this backbone)")
@@ -564,8 +576,14 @@ def train_epoch(options: TrainEmbedderOptions, trainee: Trainee, augment: tuple[
         else:
             x = to_input(torch.stack([photometric(geometric(torch.as_tensor(data.squares[r]).permute(2, 0, 1)))
                                       for r in picked]), spec.mean, spec.std)
-            x = x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))
-            loss = head(net(x.to(options.device)), labels)
+            x = (x + torch.randn_like(x) * (0.05 * (torch.rand(len(x), 1, 1, 1) < 0.3))).to(options.device)
+            if spec.dve_dim:
+                classes = {name: i for i, name in enumerate(spec.orientations)}
+                orientation = torch.as_tensor([classes.get(data.orientations[r], -1) for r in picked],
+                                              device=options.device)
+                loss = dve_step_loss(net, head, x, labels, orientation, rng)
+            else:
+                loss = head(net(x), labels)
         trainee.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         trainee.optimizer.step()
@@ -654,7 +672,7 @@ def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = No
         log(f"loaded {len(data.labels)} photos of {len(data.names)} individuals as the animal "
             f"({options.profile.name!r} view, {pre_scaled_side(options)} px) in {result.seconds_loading:.0f} s")
         rows = split_rows(data, options, result)
-        trainee = build_trainee(options, rows, result, data.landmark_names)
+        trainee = build_trainee(options, rows, result, data.landmark_names, orientation_classes(options, data))
         best = starting_point(options, trainee, resumed, data, rows, result, log)
         run_epochs(options, trainee, best, data, rows, result, bars, log)
         store_model(options, trainee.net, best, data, db, result)
