@@ -147,7 +147,7 @@ class TrainedEmbedderSettings:
     embedder     the plugin serving it (``trained-embedder``; options ``runtime``, ``model``...)
     weight       fusion weight of its cosine beside the ``[[pipelines]]`` (before ``calibrate``)
     calibration  its cosine → probability (logistic), until ``reid-engine calibrate`` fits one
-    backbone, image_size, epochs, flip, method: the defaults of ``train embedder`` for this
+    backbone, image_size, epochs, flip, method (arcface, landmark-id, dve): the defaults of ``train embedder`` for this
                  species (``flip``: horizontal flips are identity-preserving, i.e. left and
                  right sides look alike; false for nyala and seals)
     """
