@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -86,3 +87,28 @@ def write_image(path: Path, array: np.ndarray, **save_kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, **save_kwargs)
     return path
+
+
+def fast_profile_with(fast_profile: Path, folder: Path, name: str, tables: str) -> Path:
+    """The fast profile renamed ``name``, with ``tables`` (TOML) before its pipelines, in ``folder``."""
+    path = folder / f"{name}.toml"
+    text = fast_profile.read_text().replace('name = "fast-test"', f'name = "{name}"')
+    path.write_text(text.replace("\n[[pipelines]]", tables + "\n[[pipelines]]", 1))
+    return path
+
+
+def copy_manifest(src: Path, dst: Path, keep=lambda row: True, edit=lambda row: None) -> Path:
+    """The rows of manifest ``src`` that ``keep`` accepts, changed in place by ``edit``, with
+    absolute paths, written to ``dst``."""
+    with open(src, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if keep(r)]
+    for r in rows:
+        for col in ("path", "mask_path"):
+            if r.get(col):
+                r[col] = str((src.parent / r[col]).resolve())
+        edit(r)
+    with open(dst, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return dst

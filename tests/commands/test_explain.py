@@ -16,7 +16,7 @@ from PIL import Image
 from reid_engine.errors import ReidError, UsageError
 from reid_engine.outputs.drawing import CAPTION_HEIGHT, draw_matches, encode_jpeg, save_png
 from reid_engine.records import Candidate, LocalFeatures, Matches, Prediction
-from tests.conftest import run_cli
+from tests.conftest import copy_manifest, run_cli
 
 
 def _features(n: int, hw: tuple[int, int], seed: int, lafs: bool = True) -> LocalFeatures:
@@ -298,21 +298,6 @@ def test_failed_drawings_are_counted_in_a_notice(tmp_path, fast_profile):
     assert "explain_s" in result.timings
 
 
-def _subset(src: Path, dst: Path, keep) -> Path:
-    with open(src, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle)]
-    rows = [r for r in rows if keep(r)]
-    for r in rows:
-        for col in ("path", "mask_path"):
-            if r.get(col):
-                r[col] = str((src.parent / r[col]).resolve())
-    with open(dst, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return dst
-
-
 def test_a_tiny_run_report_shows_a_match_drawing(seal_data, fast_profile, tmp_path):
     from reid_engine.commands.run import run
     from reid_engine.registry.profiles import load_profile_file
@@ -321,8 +306,8 @@ def test_a_tiny_run_report_shows_a_match_drawing(seal_data, fast_profile, tmp_pa
     with open(seal_data.query_csv, newline="") as handle:
         queries = [r for r in csv.DictReader(handle) if r.get("truth", "").startswith("seal")][:2]
     known = {q["truth"] for q in queries}
-    gallery = _subset(seal_data.gallery_csv, tmp_path / "g.csv", lambda r: r["identity"] in known)
-    query = _subset(seal_data.query_csv, tmp_path / "q.csv", lambda r: r["image_id"] in {q["image_id"] for q in queries})
+    gallery = copy_manifest(seal_data.gallery_csv, tmp_path / "g.csv", lambda r: r["identity"] in known)
+    query = copy_manifest(seal_data.query_csv, tmp_path / "q.csv", lambda r: r["image_id"] in {q["image_id"] for q in queries})
     options = RunOptions(profile=load_profile_file(fast_profile), db=tmp_path / "g.db", out=tmp_path / "out",
                          gallery=gallery, query=query, device="cpu", explain_top=2)
     result = run(options, progress=False)

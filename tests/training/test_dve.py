@@ -3,7 +3,6 @@ net's descriptor and orientation heads (engine/embedding/model.py), ``train embe
 
 from __future__ import annotations
 
-import csv
 import math
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from reid_engine.training.dve import _grid, dve_loss, random_warps, warp
+from tests.conftest import copy_manifest
 
 
 def _positional(points: torch.Tensor) -> torch.Tensor:
@@ -64,18 +64,9 @@ def test_a_dve_net_has_its_heads_and_embeds_like_any_other():
 @pytest.fixture(scope="module")
 def two_sided(tmp_path_factory, seal_data):
     """The synthetic gallery with half the photos labelled as right flanks (an orientation to learn)."""
-    path = tmp_path_factory.mktemp("dve") / "gallery.csv"
-    with open(seal_data.gallery_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for i, row in enumerate(rows):
-        row["orientation"] = "right" if i % 2 else "left"
-        row["path"] = str(seal_data.gallery_csv.parent / row["path"])
-        row["mask_path"] = str(seal_data.gallery_csv.parent / row["mask_path"])
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    flip = iter(range(10**6))
+    return copy_manifest(seal_data.gallery_csv, tmp_path_factory.mktemp("dve") / "gallery.csv",
+                         edit=lambda row: row.update(orientation="right" if next(flip) % 2 else "left"))
 
 
 def test_train_dve_learns_an_orientation_head_and_exports(two_sided, fast_profile, tmp_path):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from reid_engine.embedding.model import EmbedderSpec, ReidNet, imagenet_start
-from reid_engine.records import ImageRecord, LoadedImage
+from reid_engine.records import ImageRecord
 from reid_engine.synthetic.seals import LANDMARKS
-from tests.conftest import run_cli
+from tests.conftest import fast_profile_with, run_cli
 
 TRAINED_EMBEDDER = """
 [trained_embedder]
@@ -28,10 +28,8 @@ calibration = { midpoint = 0.5, width = 0.1 }
 
 @pytest.fixture(scope="module")
 def profile_file(tmp_path_factory, fast_profile):
-    path = tmp_path_factory.mktemp("landmark-profile") / "landmark.toml"
-    text = fast_profile.read_text().replace('name = "fast-test"', 'name = "landmark-test"')
-    path.write_text(text.replace("\n[[pipelines]]", TRAINED_EMBEDDER + "\n[[pipelines]]", 1))
-    return path
+    return fast_profile_with(fast_profile, tmp_path_factory.mktemp("landmark-profile"), "landmark-test",
+                             TRAINED_EMBEDDER)
 
 
 @pytest.fixture(scope="module")

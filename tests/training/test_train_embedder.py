@@ -12,7 +12,7 @@ import pytest
 from reid_engine.embedding.views import GREY, animal_square
 from reid_engine.records import ImageRecord, LoadedImage
 from reid_engine.training.train_embedder import identity_split, retrieval_metrics
-from tests.conftest import run_cli
+from tests.conftest import fast_profile_with, run_cli
 
 TRAINED_EMBEDDER = """
 [trained_embedder]
@@ -26,10 +26,7 @@ calibration = { midpoint = 0.5, width = 0.1 }
 @pytest.fixture(scope="module")
 def profile_file(tmp_path_factory, fast_profile):
     """conftest's fast profile, renamed, with a [trained_embedder] table (64 px, 2 epochs)."""
-    path = tmp_path_factory.mktemp("embed-profile") / "embed.toml"
-    text = fast_profile.read_text().replace('name = "fast-test"', 'name = "embed-test"')
-    path.write_text(text.replace("\n[[pipelines]]", TRAINED_EMBEDDER + "\n[[pipelines]]", 1))
-    return path
+    return fast_profile_with(fast_profile, tmp_path_factory.mktemp("embed-profile"), "embed-test", TRAINED_EMBEDDER)
 
 
 @pytest.fixture(scope="module")
