@@ -132,6 +132,8 @@ def _check(options: TrainDescriptorOptions) -> None:
 def _records(options: TrainDescriptorOptions, table) -> list[ImageRecord]:
     """The photos to use: the manifest (only its gallery rows with ``--split``), image-id order."""
 
+    if not Path(options.photos).exists():
+        raise UsageError(f"{options.photos}: no such file or folder; PHOTOS is a folder of photos or a manifest CSV")
     if options.split is not None:
         gallery, _ = apply_split(load_manifest(options.photos, "gallery", table), options.split)
         records = list(gallery.records)

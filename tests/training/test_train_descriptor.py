@@ -206,10 +206,11 @@ def test_train_one_epoch_then_resume_and_use_the_checkpoint(photo_dir, tmp_path,
     assert np.allclose(np.linalg.norm(f.desc, axis=1), 1, atol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["empty", "unreadable", "blank"])
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "blank"])
 def test_bad_photos_are_usage_errors(case, tmp_path, no_weights):
     folder = tmp_path / "photos"
-    folder.mkdir()
+    if case != "missing":
+        folder.mkdir()
     if case == "unreadable":
         for i in range(3):
             (folder / f"x{i}.jpg").write_bytes(b"not a jpeg at all")
@@ -218,6 +219,7 @@ def test_bad_photos_are_usage_errors(case, tmp_path, no_weights):
             write_image(folder / f"b{i}.png", np.full((96, 128, 3), 120, np.uint8))
     done = run_cli("train", "descriptor", str(folder), "--out", str(tmp_path / "h.pth"), *TINY, env=no_weights)
     assert done.returncode == 2, done.stderr
-    expected = {"empty": "no images", "unreadable": "could be read", "blank": "too few regions"}[case]
+    expected = {"missing": "photos: no such file or folder; PHOTOS is", "empty": "no images",
+                "unreadable": "could be read", "blank": "too few regions"}[case]
     assert expected in done.stderr.replace("\n", " ")
     assert not (tmp_path / "h.pth").exists()
