@@ -111,7 +111,7 @@ def synthetic_dataset(name: str, config: SealDatasetConfig, folder: Path) -> Dat
     ``open`` (its gallery; its queries, of known and unknown individuals) and ``closed`` (the
     same without the unknown individuals). A known individual's queries are one sequence."""
     data = generate_seal_dataset(folder / "data", config)
-    columns = ["image_id", "identity", "path", "mask_path", "sequence", "species", "orientation"]
+    columns = ["image_id", "identity", "path", "mask_path", "sequence", "species", "orientation", "keypoints"]
     rows, splits = [], []
     for source, label, role in ((data.gallery_csv, "identity", "gallery"), (data.query_csv, "individual", "query")):
         with source.open(encoding="utf-8", newline="") as handle:

@@ -80,6 +80,7 @@ def test_builtin_synthetic_seals_are_labelled_photos_with_the_generators_splits(
     rows = dataset.rows()
     assert len(rows) == 18 and len({r["identity"] for r in rows}) == 5  # 4 known x (2 + 2), 1 unknown x 2
     assert all((dataset.metadata.parent / r["path"]).is_file() and r["mask_path"] for r in rows)
+    assert all(r["keypoints"].startswith('{"head"') for r in rows)  # landmarks for Landmark-Id
     open_ = list(csv.DictReader((dataset.splits_dir / "open.csv").open()))
     closed = list(csv.DictReader((dataset.splits_dir / "closed.csv").open()))
     assert sum(r["truth"] == "new_individual" for r in open_) == 2 and len(closed) == 16
