@@ -62,6 +62,10 @@ class MissingWeights(ReidError):
         self.spec = spec
         self.expected = expected
 
+    def __reduce__(self):
+        """Picklable with its fields, so the error crosses a benchmark cell's process intact."""
+        return (type(self), (str(self), self.spec, self.expected))
+
 
 class CorruptWeights(ReidError):
     """A file has the wrong sha256 (damaged, truncated or another file); it is never loaded."""

@@ -162,6 +162,10 @@ def test_a_missing_weight_names_the_import_and_fetch_commands(cache):
     assert "reid-engine weights fetch affnet" in message
     assert str(cache / "AffNet.pth") in message
     assert info.value.expected == cache / "AffNet.pth" and isinstance(info.value, ReidError)
+    import pickle  # a benchmark cell runs in its own process: the error must come back whole
+
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is weights.MissingWeights and str(again) == message and again.expected == info.value.expected
 
 
 def test_an_unknown_weight_lists_the_known_ones():
