@@ -135,10 +135,6 @@ class Segmentation:
             return SegmentResult(mask, view)
         return SegmentResult(None, dataclasses.replace(view, fallback=f"whole photo ({view.fallback})", coverage=1.0))
 
-    def instances(self, image: LoadedImage) -> int:
-        """How many animals the segmenter finds in ``image`` (runs it once, cached)."""
-        return len(self.segmenter.obj.clean(self.probability(image))) if self.segmenter is not None else 1
-
     def instance_masks(self, image: LoadedImage) -> list[np.ndarray]:
         """The animals the segmenter finds in ``image``: bool masks (h, w) at the probability map's
         size, largest first (the order of ``IMAGE_ID#1``, ``#2``, ...); [] without a segmenter."""
