@@ -35,17 +35,17 @@ DATA = REPO.parent / "shared" / "data" / "nyala-dev"
 
 # stage -> substrings of pstats keys "file:line(function)" whose cumulative time is the stage's
 STAGES = {
-    "decode": ["engine/images.py", "(decode_image)"],
-    "segment (network)": ["engine/segmentation.py", "(probability)"],
+    "decode": ["inputs/images.py", "(decode_image)"],
+    "segment (network)": ["segmenters/isnet.py", "(probability)"],
     "extract hessaff-rootsift": ["extractors/hessaff_rootsift.py", "(extract)"],
     "extract aliked": ["extractors/aliked.py", "(extract)"],
     "extract disk": ["extractors/disk.py", "(extract)"],
     "extract sift": ["extractors/sift.py", "(extract)"],
-    "fit shortlist embedder": ["engine/shortlist.py", "(prepare_embedder)"],
-    "fit distinctiveness": ["engine/distinctiveness.py", "(fit)"],
-    "match + score pairs": ["engine/pipeline.py", "(score_pairs)"],
-    "features (all, incl. the above)": ["engine/features.py", "(ensure_features)"],
-    "run (all)": ["engine/pipeline.py", "(run)"],
+    "fit shortlist embedder": ["shortlist/global_embedding.py", "(prepare_embedder)"],
+    "fit distinctiveness": ["scoring/distinctiveness.py", "(fitted)"],
+    "match + score pairs": ["scoring/pairs.py", "(score_pairs)"],
+    "features (all, incl. the above)": ["store/features.py", "(ensure_features)"],
+    "run (all)": ["commands/run.py", "(run)"],
 }
 
 

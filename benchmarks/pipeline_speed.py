@@ -40,6 +40,8 @@ PIPELINES: dict[str, tuple[tuple[str, dict], tuple[str, dict], tuple[str, dict]]
                               ("lightglue", {"features": "aliked", "max_keypoints": 1024}), ("match-count", {})),
     "aliked-lightglue-512": (("aliked", {"resize": 768, "max_keypoints": 2048}),
                              ("lightglue", {"features": "aliked", "max_keypoints": 512}), ("match-count", {})),
+    "sift-snn": (("sift", {"resize": 640, "max_keypoints": 1024}), ("mnn", {"ratio": 0.95}), ("ransac-inliers", {})),
+    "aliked-ratio": (("aliked", {"resize": 512, "max_keypoints": 1024}), ("mnn", {"ratio": 0.8}), ("match-count", {})),
     "sift-smnn": (("sift", {"resize": 1024, "max_keypoints": 2048}), ("smnn", {}), ("ransac-inliers", {})),
     "aliked-t16-mnn": (("aliked", {"model": "aliked-t16", "resize": 768, "max_keypoints": 2048}),
                        ("mnn", {"ratio": 1.0}), ("match-count", {})),

@@ -56,6 +56,27 @@ def mask_tensor(mask: np.ndarray | None, size: tuple[int, int], device: str) -> 
     return F.interpolate(m, size=size, mode="nearest")
 
 
+def crop_to_mask(tensor: torch.Tensor, mask: torch.Tensor | None, margin: float = 0.1, align: int = 32
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
+    """The part of an image (…, h, w) an extractor needs when only keypoints inside ``mask``
+    (1, 1, h, w) are kept: the mask's bounding box grown by ``margin`` × the image's longer side
+    on every side (the context that filters and descriptor regions near the animal's outline
+    reach into), clipped to the image. The crop starts on a multiple of ``align`` px, so networks
+    and pyramids that halve the image (up to ``align``-fold) sample the same pixels. Returns (cropped tensor, cropped mask, (x0, y0)): add
+    (x0, y0) to keypoints found on the crop. Without a mask, or with an empty one, nothing is cut."""
+    if mask is None:
+        return tensor, mask, (0, 0)
+    rows = torch.nonzero(mask[0, 0].amax(dim=1) > 0)
+    cols = torch.nonzero(mask[0, 0].amax(dim=0) > 0)
+    if rows.numel() == 0:
+        return tensor, mask, (0, 0)
+    h, w = tensor.shape[-2:]
+    pad = int(round(margin * max(h, w)))
+    y0, y1 = max(0, int(rows[0]) - pad) // align * align, min(h, int(rows[-1]) + 1 + pad)
+    x0, x1 = max(0, int(cols[0]) - pad) // align * align, min(w, int(cols[-1]) + 1 + pad)
+    return tensor[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1], (x0, y0)
+
+
 def too_small(tensor: torch.Tensor, mask: torch.Tensor | None, min_side: int = 16, min_pixels: int = 16) -> bool:
     """True when an image (…, h, w) or its mask leaves too little to detect anything on."""
     if min(tensor.shape[-2:]) < min_side:

@@ -69,7 +69,7 @@ Also here: the records (:class:`LoadedImage`, :class:`LocalFeatures`, :class:`Ma
 the errors, weight loading (``load_weights(module, name)`` loads a verified file of
 ``reid-engine weights``; ``weight_path``, ``weight_state``, descriptor checkpoints), thread
 settings for onnxruntime, the extractors' image-tensor helpers (``rgb_tensor``, ``grey_tensor``,
-``mask_tensor``, ``point_features``...) and the trained re-ID embedding models. Importing this
+``mask_tensor``, ``crop_to_mask``, ``point_features``...) and the trained re-ID embedding models. Importing this
 module is cheap (no torch): the torch-based helpers are imported on first use.
 """
 
@@ -98,7 +98,7 @@ if TYPE_CHECKING:  # imported on first use at run time (``__getattr__`` below): 
     from reid_engine.embedding.onnx_export import export_onnx
     from reid_engine.embedding.heatmaps import render_heatmaps
     from reid_engine.embedding.views import animal_square, square_frame, to_input
-    from reid_engine.image_tensors import grey_tensor, mask_tensor, point_features, resized_size, rgb_tensor, too_small
+    from reid_engine.image_tensors import crop_to_mask, grey_tensor, mask_tensor, point_features, resized_size, rgb_tensor, too_small
     from reid_engine.training.checkpoint import CheckpointError, load_hardnet, read_checkpoint
 
 Register = Callable[[PluginSpec], None]
@@ -131,6 +131,7 @@ __all__ = [
     "animal_square",
     "arrays_sha256",
     "configured_threads",
+    "crop_to_mask",
     "export_onnx",
     "file_sha256",
     "grey_tensor",
@@ -162,6 +163,7 @@ _LAZY = {
     "CheckpointError": ("reid_engine.training.checkpoint", "CheckpointError"),
     "load_hardnet": ("reid_engine.training.checkpoint", "load_hardnet"),
     "read_checkpoint": ("reid_engine.training.checkpoint", "read_checkpoint"),
+    "crop_to_mask": ("reid_engine.image_tensors", "crop_to_mask"),
     "grey_tensor": ("reid_engine.image_tensors", "grey_tensor"),
     "mask_tensor": ("reid_engine.image_tensors", "mask_tensor"),
     "point_features": ("reid_engine.image_tensors", "point_features"),

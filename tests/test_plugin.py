@@ -46,6 +46,7 @@ PUBLIC_NAMES = [
     "animal_square",
     "arrays_sha256",
     "configured_threads",
+    "crop_to_mask",
     "export_onnx",
     "file_sha256",
     "grey_tensor",

@@ -6,6 +6,6 @@ extractors' pixels) and reach the plugins, like everything else, through :mod:`r
 
 from __future__ import annotations
 
-from reid_engine.plugin import grey_tensor, mask_tensor, point_features, resized_size, rgb_tensor, too_small
+from reid_engine.plugin import crop_to_mask, grey_tensor, mask_tensor, point_features, resized_size, rgb_tensor, too_small
 
-__all__ = ["grey_tensor", "mask_tensor", "point_features", "resized_size", "rgb_tensor", "too_small"]
+__all__ = ["crop_to_mask", "grey_tensor", "mask_tensor", "point_features", "resized_size", "rgb_tensor", "too_small"]

@@ -24,7 +24,7 @@ import torch
 
 from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
-from ._image import grey_tensor, mask_tensor
+from ._image import crop_to_mask, grey_tensor, mask_tensor
 
 DESCRIPTOR_DIM = 128
 PATCH_SIZE = 32  # what AffNet, OriNet, HardNet and TFeat take
@@ -67,6 +67,8 @@ class KeyNetAffNetConfig:
     checkpoint        HardNet checkpoint from `reid-engine train descriptor` (absolute, or relative
                       to the working directory); "" = the `hardnet-liberty` weight
     checkpoint_sha256 sha256 of ``checkpoint``; filled in from the file when empty (see _pin_checkpoint)
+    crop_to_mask      detect on the mask's bounding box (+ 10 % of the image side) instead of the
+                      whole image: the same regions, in less time when the animal is small
     """
 
     resize: int = 640
@@ -76,6 +78,7 @@ class KeyNetAffNetConfig:
     descriptor: Descriptor = "hardnet"
     checkpoint: str = ""
     checkpoint_sha256: str = ""
+    crop_to_mask: bool = True
 
     def __post_init__(self) -> None:
         if self.max_keypoints < 1:
@@ -180,10 +183,12 @@ class AffNetExtractor(Extractor):
     ``descriptor(patches (B, 1, 32, 32)) -> (B, 128)``.
     """
 
-    def __init__(self, detector: torch.nn.Module, descriptor: torch.nn.Module, resize: int, device: str) -> None:
+    def __init__(self, detector: torch.nn.Module, descriptor: torch.nn.Module, resize: int, device: str,
+                 crop: bool = True) -> None:
         self.detector = detector.to(device).eval()
         self.descriptor = descriptor.to(device).eval()
         self.resize = resize
+        self.crop = crop
         self.device = device
 
     @torch.inference_mode()
@@ -195,8 +200,11 @@ class AffNetExtractor(Extractor):
         if min(hw) < 16:
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
         grey, scale = grey_tensor(image, self.resize, self.device)
+        mask = mask_tensor(image.mask, tuple(grey.shape[-2:]), self.device)
+        offset = (0, 0)
+        if self.crop:
+            grey, mask, offset = crop_to_mask(grey, mask)
         size = tuple(grey.shape[-2:])
-        mask = mask_tensor(image.mask, size, self.device)
         if min(size) < 16 or (mask is not None and float(mask.sum()) < 16) or float(grey.std()) < 1e-4:
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
         try:
@@ -218,6 +226,8 @@ class AffNetExtractor(Extractor):
         desc = KF.get_laf_descriptors(grey, lafs[None], self.descriptor, PATCH_SIZE, True)[0]
         ok = torch.isfinite(desc).all(1)
         lafs, responses, desc = lafs[ok], responses[ok], desc[ok]
+        lafs = lafs.clone()
+        lafs[:, :, 2] += torch.tensor(offset, dtype=lafs.dtype, device=lafs.device)
         lafs_full = lafs / scale
         return LocalFeatures(
             kpts=lafs_full[:, :, 2].cpu().numpy().astype(np.float32),
@@ -245,7 +255,7 @@ def build_hesaffnet(config: HesAffNetConfig, device: str, plugin: str = "hesaffn
         aff_module=affine_module(config.affine),
         minima_are_also_good=False,  # det(Hessian) minima are saddles, not blobs (as kornia's HesAffNetHardNet)
     )
-    return AffNetExtractor(detector, descriptor, config.resize, device)
+    return AffNetExtractor(detector, descriptor, config.resize, device, config.crop_to_mask)
 
 
 def build_keynet(config: KeyNetAffNetConfig, device: str, plugin: str = "keynet-affnet-hardnet") -> AffNetExtractor:
@@ -261,7 +271,7 @@ def build_keynet(config: KeyNetAffNetConfig, device: str, plugin: str = "keynet-
         aff_module=affine_module(config.affine),
     )
     _load(detector.model, "keynet")
-    return AffNetExtractor(detector, descriptor, config.resize, device)
+    return AffNetExtractor(detector, descriptor, config.resize, device, config.crop_to_mask)
 
 
 @hookimpl
@@ -269,7 +279,7 @@ def register_extractors(register):
     register(PluginSpec(
         name="hesaffnet-hardnet",
         kind="extractor",
-        version="1",
+        version="2",
         config_cls=HesAffNetConfig,
         build=lambda config, device: build_hesaffnet(config, device),
         description="Hessian + AffNet + OriNet regions, HardNet/TFeat/RootSIFT (weights affnet, orinet, "
@@ -278,7 +288,7 @@ def register_extractors(register):
     register(PluginSpec(
         name="keynet-affnet-hardnet",
         kind="extractor",
-        version="1",
+        version="2",
         config_cls=KeyNetAffNetConfig,
         build=lambda config, device: build_keynet(config, device),
         description="Key.Net + AffNet + OriNet regions, HardNet/TFeat/RootSIFT (weights keynet, affnet, orinet, ...)",

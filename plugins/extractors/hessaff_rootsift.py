@@ -15,7 +15,7 @@ import torch
 
 from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
-from ._image import grey_tensor, mask_tensor
+from ._image import crop_to_mask, grey_tensor, mask_tensor
 
 DESCRIPTOR_DIM = 128
 
@@ -30,6 +30,8 @@ class HessAffRootSiftConfig:
     upright        skip orientation estimation (all regions upright)
     patch_size     side of the normalised patch the descriptor sees
     mr_size        measurement region size, in detection scales
+    crop_to_mask   detect on the mask's bounding box (+ 10 % of the image side) instead of the
+                   whole image: the same regions, in less time when the animal is small
     """
 
     resize: int = 640
@@ -38,6 +40,7 @@ class HessAffRootSiftConfig:
     upright: bool = False
     patch_size: int = 32
     mr_size: float = 6.0
+    crop_to_mask: bool = True
 
     def __post_init__(self) -> None:
         if self.max_keypoints < 1:
@@ -74,6 +77,9 @@ class HessAffRootSift(Extractor):
         mask = mask_tensor(image.mask, tuple(grey.shape[-2:]), self.device)
         if mask is not None and float(mask.sum()) < 16:
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
+        offset = (0, 0)
+        if self.config.crop_to_mask:
+            grey, mask, offset = crop_to_mask(grey, mask)
         try:
             lafs, responses = self.detector(grey, mask)
         except (RuntimeError, ValueError):  # too small for the pyramid, degenerate input
@@ -89,6 +95,8 @@ class HessAffRootSift(Extractor):
         if lafs.shape[0] == 0:
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
         desc = self.descriptor(grey, lafs[None])[0]
+        lafs = lafs.clone()
+        lafs[:, :, 2] += torch.tensor(offset, dtype=lafs.dtype, device=lafs.device)
         lafs_full = lafs / scale
         return LocalFeatures(
             kpts=lafs_full[:, :, 2].cpu().numpy().astype(np.float32),
@@ -104,7 +112,7 @@ def register_extractors(register):
     register(PluginSpec(
         name="hessaff-rootsift",
         kind="extractor",
-        version="2",
+        version="3",
         config_cls=HessAffRootSiftConfig,
         build=lambda config, device: HessAffRootSift(config, device),
         description="Hessian-affine regions + RootSIFT (kornia; no weights needed)",

@@ -1,4 +1,4 @@
-"""ALIKED, DISK, LightGlue and fginn beyond the shared plugin contract: geometry, masks, options."""
+"""ALIKED, DISK, LightGlue and fginn (and every extractor's crop to the mask) beyond the shared plugin contract: geometry, masks, options."""
 
 from __future__ import annotations
 
@@ -162,3 +162,27 @@ def test_upright_sift_has_no_duplicate_keypoints():
     assert len(np.unique(f.kpts.round(3), axis=0)) == len(f)
     m = _build("matcher", "smnn").match(f, f)
     assert len(m) > 0.9 * len(f)  # no twin descriptors to fail the ratio test
+
+
+@pytest.mark.parametrize("name, options, min_cosine", [
+    ("aliked", {}, 0.9), ("hessaff-rootsift", {}, 0.95),
+    ("hesaffnet-hardnet", {"descriptor": "rootsift", "affine": False, "upright": True}, 0.95)])
+def test_crop_to_mask_finds_the_regions_of_the_whole_image_pass(name, options, min_cosine):
+    """Detecting on the mask's box (the default) gives the whole image's regions inside the
+    mask, reported in the photo's pixels, not the crop's. ALIKED's descriptors differ a little
+    more: its stride-32 features are upsampled with corners aligned to the image's size."""
+    rgb = _texture((320, 480), seed=3)
+    mask = np.zeros((320, 480), bool)
+    mask[120:250, 230:400] = True
+    cropped = _build("extractor", name, max_keypoints=200, **options).extract(_loaded(rgb, mask))
+    whole = _build("extractor", name, max_keypoints=200, crop_to_mask=False, **options).extract(_loaded(rgb, mask))
+    assert len(cropped) > 50
+    x, y = cropped.kpts[:, 0], cropped.kpts[:, 1]
+    assert ((x >= 228) & (x <= 401) & (y >= 118) & (y <= 251)).all()
+    distance = np.linalg.norm(cropped.kpts[:, None] - whole.kpts[None], axis=2)
+    nearest = distance.argmin(1)
+    same_place = distance[np.arange(len(cropped)), nearest] < 1.0
+    cosine = np.sum(cropped.desc * whole.desc[nearest], axis=1) / (
+        np.linalg.norm(cropped.desc, axis=1) * np.linalg.norm(whole.desc[nearest], axis=1))
+    assert same_place.mean() > 0.8
+    assert np.median(cosine[same_place]) > min_cosine
