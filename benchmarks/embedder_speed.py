@@ -40,9 +40,8 @@ def main() -> None:
     if args.model:
         net = read_model_file(args.model)[0]
     else:
-        extra = {"landmarks": tuple(f"l{i}" for i in range(args.landmarks))} if args.method == "landmark-id" else {}
-        if args.method == "dve":
-            extra = {"dve_dim": 64}
+        extra = {"landmark-id": {"landmarks": tuple(f"l{i}" for i in range(args.landmarks))},
+                 "dve": {"dve_dim": 64}}.get(args.method, {})
         net = ReidNet(EmbedderSpec(args.backbone, image_size=args.image_size, method=args.method, **extra)).eval()
     size = net.spec.image_size
     squares = np.random.default_rng(0).integers(0, 255, (args.n, size, size, 3), dtype=np.uint8)

@@ -16,12 +16,13 @@ import json
 from math import comb
 from pathlib import Path
 
+from reid_engine.benchmark import compare as compare_results
+
 
 def truth_ranks(cell: Path) -> dict[str, int]:
     """image id -> 0-based rank of the true identity among the cell's ranked answers (99: not ranked)."""
-    record = json.loads(Path(cell).read_text())
-    return {q["image_id"]: (q["ranked"].index(q["truth"]) if q["truth"] in q["ranked"] else 99)
-            for q in record["queries"] if q["truth"] != "new_individual"}
+    ranks = compare_results.truth_ranks(json.loads(Path(cell).read_text()))
+    return {image_id: 99 if rank is None else rank for image_id, rank in ranks.items()}
 
 
 def sign_test(wins: int, losses: int) -> float:

@@ -63,19 +63,22 @@ def load_results(path: Path) -> dict:
     return data
 
 
+def truth_ranks(cell: dict) -> dict[str, int | None]:
+    """image id -> 0-based rank of the true identity among a cell's ranked answers (None: not
+    ranked), for its queries of known individuals."""
+    return {q["image_id"]: (q["ranked"].index(q["truth"]) if q["truth"] in q["ranked"] else None)
+            for q in cell["queries"] if q["truth"] not in (None, NEW_INDIVIDUAL)}
+
+
 def _per_query(cell: dict, metric: str) -> dict[str, float]:
     out = {}
-    for q in cell["queries"]:
-        if q["truth"] in (None, NEW_INDIVIDUAL):
-            continue
-        ranked = q["ranked"]
-        rank = ranked.index(q["truth"]) if q["truth"] in ranked else None
+    for image_id, rank in truth_ranks(cell).items():
         if metric == "top1":
-            out[q["image_id"]] = float(rank == 0)
+            out[image_id] = float(rank == 0)
         elif metric == "top5":
-            out[q["image_id"]] = float(rank is not None and rank < 5)
+            out[image_id] = float(rank is not None and rank < 5)
         else:
-            out[q["image_id"]] = 0.0 if rank is None else 1.0 / (rank + 1)
+            out[image_id] = 0.0 if rank is None else 1.0 / (rank + 1)
     return out
 
 

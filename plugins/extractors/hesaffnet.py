@@ -226,7 +226,6 @@ class AffNetExtractor(Extractor):
         desc = KF.get_laf_descriptors(grey, lafs[None], self.descriptor, PATCH_SIZE, True)[0]
         ok = torch.isfinite(desc).all(1)
         lafs, responses, desc = lafs[ok], responses[ok], desc[ok]
-        lafs = lafs.clone()
         lafs[:, :, 2] += torch.tensor(offset, dtype=lafs.dtype, device=lafs.device)
         lafs_full = lafs / scale
         return LocalFeatures(

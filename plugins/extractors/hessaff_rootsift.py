@@ -95,7 +95,6 @@ class HessAffRootSift(Extractor):
         if lafs.shape[0] == 0:
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
         desc = self.descriptor(grey, lafs[None])[0]
-        lafs = lafs.clone()
         lafs[:, :, 2] += torch.tensor(offset, dtype=lafs.dtype, device=lafs.device)
         lafs_full = lafs / scale
         return LocalFeatures(
