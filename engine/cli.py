@@ -64,6 +64,25 @@ def _notice(message: str) -> None:
     _say(err_console, "notice", "yellow", message)
 
 
+def _click_own() -> tuple[type[BaseException], ...]:
+    """The exceptions click itself raises and handles (usage errors, --help, Exit, Abort).
+
+    typer >= 0.22 parses with its own copy of click (``typer._click``), whose classes are not
+    click's: a mistyped option raised that copy's ``NoSuchOption``, which the catch-all below
+    then called a bug. Both sets are listed, so either typer works.
+    """
+    classes: list[type[BaseException]] = [click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
+                                          typer.Exit]
+    try:
+        from typer._click import exceptions as vendored  # private, hence guarded
+    except ImportError:
+        return tuple(classes)
+    return (*classes, *(getattr(vendored, n) for n in ("Exit", "Abort", "ClickException") if hasattr(vendored, n)))
+
+
+CLICK_OWN = _click_own()
+
+
 class _Commands(TyperGroup):
     """The command group: the one place where an error becomes an exit code.
 
@@ -81,8 +100,8 @@ class _Commands(TyperGroup):
                 raise
             _say(err_console, "error", "bold red", resource_fault(exc) or exc)
             raise typer.Exit(exit_code(exc)) from None
-        except (click.exceptions.Exit, typer.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # click's own: usage errors, --help; typer.Exit (typer >= 0.20 has its own class)
+        except CLICK_OWN:
+            raise  # click's own: usage errors, --help, Exit, Abort
         except KeyboardInterrupt:  # else click prints "Aborted!" and exits 1
             if os.environ.get(DEBUG_ENV):
                 raise

@@ -101,6 +101,18 @@ def test_usage_errors_exit_2_with_one_message(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args,message", [
+    (["profile"], "No such command 'profile'"),
+    (["run", "--bogus"], "No such option: --bogus"),
+    (["run", "--top-k", "x"], "Invalid value for '--top-k'"),
+])
+def test_mistyped_commands_and_options_are_usage_errors_not_bugs(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "bug" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_unknown_species_falls_back_to_generic_with_a_notice(tmp_path):
     result = run_cli("run", "--species", "okapi", "--query", "missing", "--out", str(tmp_path))
     assert "no profile for species 'okapi'" in result.stderr and "generic" in result.stderr
