@@ -13,6 +13,9 @@ RSS is its own.
 With ``--stages`` the first run runs under cProfile and the seconds spent in each stage are
 read off it (cumulative time of the stage's entry function): decoding, segmentation, each
 extractor, fitting the shortlist embedder, the distinctiveness model, matching and scoring.
+cProfile sees only the main thread: photos and pairs worked on by other threads (``--workers``
+above 1, the default on several cores) drop out of the per-photo stages, so add ``--workers 1``
+for those (the stage seconds are then those of one photo at a time).
 
 Writes benchmarks/results/first-run-<profile>-<N>-<label>.json (``--label``, default "now").
 """
@@ -123,6 +126,9 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true", help="run the first run under cProfile, per-stage seconds")
     parser.add_argument("--threads", type=int, default=0,
                         help="reid-engine --threads (0 = all CPUs; -1 = leave it out, for engines before the option)")
+    parser.add_argument("--workers", type=int, default=-1,
+                        help="reid-engine --workers (0 = one per thread; 1 = one photo at a time; -1 = leave it out). "
+                             "cProfile sees only the main thread: with --stages, per-photo stages need --workers 1")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/first-run-bench"))
     parser.add_argument("--label", default="now")
     args = parser.parse_args()
@@ -131,7 +137,8 @@ def main() -> None:
     args.workdir.mkdir(parents=True)
     gallery, queries, warm = write_manifests(args.workdir, args.gallery_photos, args.queries, args.warm_queries)
     chosen = ["--profile", str(args.profile.resolve())] if args.profile else ["--species", args.species]
-    common = [*(["--threads", str(args.threads)] if args.threads >= 0 else []), "run", *chosen, "--quiet", "--db", "gallery.db", "--report"]
+    common = [*(["--threads", str(args.threads)] if args.threads >= 0 else []),
+              *(["--workers", str(args.workers)] if args.workers >= 0 else []), "run", *chosen, "--quiet", "--db", "gallery.db", "--report"]
     prof = args.workdir / "first-run.prof" if args.stages else None
     first = run_engine([*common, "--gallery", str(gallery), "--query", str(queries), "--out", "first"],
                        args.workdir, prof)

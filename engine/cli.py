@@ -142,9 +142,14 @@ def _engine_options(
     threads: int = typer.Option(0, "--threads", min=0, envvar="REID_ENGINE_THREADS",
                                 help="CPU threads for torch, onnxruntime and OpenCV, set once for the whole "
                                      "command (0 = every CPU this process may use)"),
+    workers: int = typer.Option(0, "--workers", min=0, envvar="REID_ENGINE_WORKERS",
+                                help="photos (and pairs) worked on side by side, each with its share of the "
+                                     "threads, where every plugin involved is thread-safe (0 = one per thread; "
+                                     "1 = one at a time, every thread on it)"),
 ) -> None:
-    from reid_engine.threads import configure
+    from reid_engine.threads import configure, set_workers
 
+    set_workers(workers)
     configure(threads, load=False)  # torch and OpenCV are sized when a command loads the plugins (_table)
 
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from reid_engine.errors import UsageError
+from reid_engine.plugin import Matcher
 from reid_engine.plugin_adapters import adapt
 from reid_engine.registry import PluginSpec, PluginTable, config_hash
 from reid_engine.registry.profiles import ImageSettings, PluginRef, Profile
+from reid_engine.threads import worker_count
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Components:
     view: str | None = None  # hash of what extractors see (decoding, [segment], preprocessors); None: the default
     trained: Built | None = None  # the trained re-ID embedder as a one-feature extractor (embedding/stored.py)
     rerank: Rerank | None = None
+    device: str = "cpu"  # where the plugins run ("cpu", "cuda", "cuda:1"...)
 
     def sources(self) -> list[Pipeline | Rerank]:
         """The pair-level evidence sources fused by the decision: every pipeline, then ``[rerank]``'s."""
@@ -76,6 +79,28 @@ class Components:
                       + ([self.trained] if self.trained else [])):
             seen.setdefault(built.cache_id, built)
         return list(seen.values())
+
+    def feature_workers(self) -> int:
+        """Photos to decode, segment and extract side by side: ``threads.worker_count()`` (one per
+        ``--threads`` unless ``--workers`` says otherwise) when the plugins run on the CPU and every
+        plugin a photo goes through says it is ``thread_safe``, else 1."""
+        used = [*self.preprocessors, *([self.segmenter] if self.segmenter else []), *self.extractors()]
+        safe = all(_thread_safe(built.obj) for built in used)
+        return worker_count() if self.device == "cpu" and safe else 1
+
+    def matching_workers(self, pipeline: Pipeline) -> int:
+        """Pairs of ``pipeline`` to match and score side by side: ``threads.worker_count()`` when
+        its matcher and scorer are ``thread_safe``, else 1 (also 1 when the matcher overrides
+        ``match_many``: one that batches pairs itself, like LightGlue, is left to do so)."""
+        matcher, scorer = pipeline.matcher.obj, pipeline.scorer.obj
+        batches = type(matcher).match_many is not Matcher.match_many
+        safe = _thread_safe(matcher) and _thread_safe(scorer) and not batches
+        return worker_count() if self.device == "cpu" and safe else 1
+
+
+def _thread_safe(obj: object) -> bool:
+    """A plugin object's ``thread_safe`` (False for engine-made objects and duck-typed plugins without one)."""
+    return bool(getattr(obj, "thread_safe", False))
 
 
 def build_plugin(table: PluginTable, kind: str, ref: PluginRef, device: str, where: str) -> Built:
@@ -145,4 +170,4 @@ def build_components(profile: Profile, table: PluginTable, device: str) -> Compo
                              f"{embedder.spec.name!r}" + (f" over {embedder_extractor.spec.name!r}"
                                                           if embedder_extractor is not None else ""))
         rerank = Rerank(of, r.top_k, r.min_inliers, r.weight, r.calibration.midpoint, r.calibration.width)
-    return Components(pre, embedder, embedder_extractor, pipelines, segmenter, view, rerank=rerank)
+    return Components(pre, embedder, embedder_extractor, pipelines, segmenter, view, rerank=rerank, device=device)

@@ -33,6 +33,13 @@ Optional abilities have working defaults in the base classes (a ``match_many`` t
 nothing), so the engine simply calls them; override one to do better. Objects that do not
 subclass these classes (older, duck-typed plugins) still work: the engine wraps them.
 
+``thread_safe = True`` on an extractor, matcher, scorer, preprocessor or segmenter class says its
+calls change nothing shared and may run in two threads at once. On the CPU the engine then works
+on several photos (and pairs) side by side, each with its share of the cores
+(``reid-engine --workers``): kornia and NumPy code spends much of its time in small operators
+that leave the other cores idle. The default is False: a plugin that says nothing is called from
+one thread at a time.
+
 Example (a matcher)::
 
     from dataclasses import dataclass
@@ -203,6 +210,11 @@ def __dir__() -> list[str]:
 class Extractor(ABC):
     """Kind ``extractor``: local features of one photo."""
 
+    #: True when the engine may call this object from several threads at once (it then works on
+    #: two photos or pairs side by side, one core each). Leave it False if a call changes the
+    #: object or uses a library that is not thread-safe.
+    thread_safe: bool = False
+
     @abstractmethod
     def extract(self, image: LoadedImage) -> LocalFeatures:
         """``image.rgb`` uint8 (H, W, 3), ``image.mask`` bool (H, W) or None → LocalFeatures with
@@ -213,6 +225,8 @@ class Extractor(ABC):
 
 class Matcher(ABC):
     """Kind ``matcher``: correspondences between the local features of two photos."""
+
+    thread_safe: bool = False  # as for Extractor
 
     @abstractmethod
     def match(self, f1: LocalFeatures, f2: LocalFeatures) -> Matches:
@@ -227,6 +241,8 @@ class Matcher(ABC):
 
 class Scorer(ABC):
     """Kind ``scorer``: one number per matched pair of photos."""
+
+    thread_safe: bool = False  # as for Extractor
 
     @abstractmethod
     def score(self, f1: LocalFeatures, f2: LocalFeatures, matches: Matches) -> float:
@@ -282,6 +298,8 @@ class Embedder(ABC):
 class Preprocessor(ABC):
     """Kind ``preprocessor``: a change to a photo before features are extracted."""
 
+    thread_safe: bool = False  # as for Extractor
+
     @abstractmethod
     def __call__(self, image: LoadedImage) -> LoadedImage:
         """A new LoadedImage (e.g. ``dataclasses.replace(image, rgb=...)``, rgb uint8 (H, W, 3));
@@ -293,6 +311,7 @@ class Segmenter(ABC):
     depends on beyond the plugin's version (the engine caches the map under it)."""
 
     model_id: str = ""
+    thread_safe: bool = False  # as for Extractor
 
     @abstractmethod
     def probability(self, image: LoadedImage) -> np.ndarray:

@@ -35,6 +35,10 @@ class _Wrapper:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.wrapped!r})"
 
+    @property
+    def thread_safe(self) -> bool:  # the base classes' False would hide the wrapped object's own
+        return bool(getattr(self.__dict__["wrapped"], "thread_safe", False))
+
 
 class LegacyExtractor(_Wrapper, Extractor):
     def extract(self, image):

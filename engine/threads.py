@@ -21,8 +21,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _count: int | None = None        # the thread count decided by ``configure``
+_workers = 0                     # items worked on side by side (``set_workers``); 0: one per thread
 _sized: set[str] = set()         # the libraries already sized to it
 _interop_fixed = False
 
@@ -78,6 +86,20 @@ def _size_opencv(count: int) -> None:
     cv2.setNumThreads(count)
 
 
+def set_workers(workers: int = 0) -> None:
+    """How many photos (or pairs) the engine works on side by side, each with its share of the
+    threads: 0 (default) one per configured thread, 1 one at a time with every thread on it."""
+    global _workers
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (one per thread) or more, got {workers}")
+    _workers = workers
+
+
+def worker_count() -> int:
+    """Side-by-side workers chosen by ``set_workers`` (the configured thread count by default)."""
+    return _workers or configured()
+
+
 def configured() -> int:
     """The thread count set by ``configure`` (``available_cpus()`` if it was never called)."""
     return _count or available_cpus()
@@ -98,3 +120,65 @@ def onnx_session_options(threads: int = 0):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # the rewritten graphs' unused initialisers are not worth a warning
     return options
+
+
+# -- spreading independent items over the cores --------------------------------------------------
+@contextmanager
+def one_thread_each(workers: int) -> Iterator[None]:
+    """While ``workers`` threads work side by side, each torch/OpenCV call gets the cores' share
+    (``configured() // workers``, at least 1) instead of every core: no oversubscription."""
+    count = configured()
+    share = max(1, count // max(1, workers))
+    if share == count:
+        yield
+        return
+    import torch
+
+    torch_before = torch.get_num_threads()
+    cv2 = sys.modules.get("cv2")
+    torch.set_num_threads(share)
+    if cv2 is not None:
+        cv2.setNumThreads(share)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_before)
+        if cv2 is not None:
+            cv2.setNumThreads(count)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 0) -> Iterator[Future]:
+    """``fn(item)`` for each item, as futures yielded in the items' order (``.result()`` gives the
+    value or raises what ``fn`` raised, so a caller handles one item's failure where it reads it).
+
+    ``workers`` threads compute them (0: ``worker_count()``; 1: in this thread, one after the other,
+    nothing started). With more than one, each gets its share of torch's and
+    OpenCV's threads (``one_thread_each``), and at most ``2 × workers`` items are in flight, so
+    results waiting to be read stay few. ``fn`` must be safe to call from several threads at
+    once: the callers check the plugins' ``thread_safe``. Measured on 2 cores (nyala photos,
+    hessaff-rootsift at 512 px): two workers of one thread extract 0.44 s a photo against
+    0.62 s for one worker of two threads, because kornia's many small operators leave the
+    second core idle.
+    """
+    workers = workers or worker_count()
+    if workers <= 1:
+        for item in items:
+            done: Future = Future()
+            try:
+                done.set_result(fn(item))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+                done.set_exception(exc)
+            yield done
+        return
+    with one_thread_each(workers), ThreadPoolExecutor(workers, thread_name_prefix="reid-engine") as pool:
+        pending: deque[Future] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft()
+            while pending:
+                yield pending.popleft()
+        finally:  # the caller stopped early (an error, Ctrl-C): drop what has not started
+            for future in pending:
+                future.cancel()

@@ -103,7 +103,8 @@ def ensure_gallery_features(gallery: list[GalleryImage], components: Components,
     """Cached features of every enrolled image for every extractor the profile needs
     (image_id → image key; unusable images go to ``errors``)."""
     return ensure_features([(gallery_record(g), g.content_hash) for g in gallery], components.extractors(), cache,
-                           image_loader(components, profile, cache.db), errors, advance)
+                           image_loader(components, profile, cache.db), errors, advance,
+                           workers=components.feature_workers())
 
 
 def enrol_gallery(db: GalleryDatabase, manifest: Manifest | None, split: bool,
@@ -137,7 +138,8 @@ def ensure_query_features(records: list[ImageRecord], gallery: list[GalleryImage
     advance = progress.task("query features", len(records))
     content: dict[str, str] = {}
     keys = ensure_features([(r, None) for r in records], components.extractors(), cache,
-                           image_loader(components, profile, cache.db), errors, advance, content)
+                           image_loader(components, profile, cache.db), errors, advance, content,
+                           workers=components.feature_workers())
     identities = {g.identity for g in gallery}
     queries = [truth_against_gallery(r, identities) for r in records if r.image_id in keys]
     return queries, keys, content

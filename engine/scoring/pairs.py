@@ -15,6 +15,7 @@ from reid_engine.plugin_adapters import adapt
 from reid_engine.records import LocalFeatures, Matches
 from reid_engine.scoring.distinctiveness import Neighbours, fitted, weighted_score
 from reid_engine.store.features import FeatureCache
+from reid_engine.threads import ordered_map
 
 # gallery images whose shortlisted pairs are matched in one ``match_many`` call: enough pairs for a
 # GPU batch or for every CPU worker of a parallel matcher, few enough gallery features in memory
@@ -29,6 +30,19 @@ def match_pairs(matcher, firsts: list[LocalFeatures], seconds: list[LocalFeature
     if len(firsts) > 1:
         return matcher.match_many(firsts, seconds)
     return [matcher.match(a, b) for a, b in zip(firsts, seconds)]
+
+
+def match_and_score(matcher, firsts: list[LocalFeatures], seconds: list[LocalFeatures],
+                    score: Callable[[int, Matches], float], workers: int = 1) -> list[float]:
+    """``score(i, matches of pair i)`` for each pair (firsts[i], seconds[i]). With ``workers`` > 1
+    that many pairs are matched (``match``) and scored side by side, one core each (matcher and
+    scorer must be thread-safe: ``Components.matching_workers``); else every pair goes through
+    ``match_pairs`` (one ``match_many`` call) and is scored in turn."""
+    if workers > 1:
+        matcher = adapt("matcher", matcher)
+        return [done.result() for done in ordered_map(lambda i: score(i, matcher.match(firsts[i], seconds[i])),
+                                                      range(len(firsts)), workers)]
+    return [score(i, matches) for i, matches in enumerate(match_pairs(matcher, firsts, seconds))]
 
 
 def score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, gallery_hashes: list[str],
@@ -69,14 +83,18 @@ def score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, 
                     if g_features[g_row][p.extractor.cache_id] is not None and mine[qi] is not None]
             firsts = [mine[qi] for _, qi, _ in todo]
             seconds = [g_features[g_row][p.extractor.cache_id] for g_row, _, _ in todo]
-            for (g_row, qi, col), fq, fg, matches in zip(todo, firsts, seconds,
-                                                         match_pairs(p.matcher.obj, firsts, seconds)):
+
+            def pair_score(i: int, matches: Matches) -> float:  # used right away: no late binding
+                g_row, qi, _ = todo[i]
                 if p.name in distinct:
                     model, neighbours = distinct[p.name]
-                    raw[p.name][qi, col] = weighted_score(p.scorer.obj, model, fq, fg, matches, neighbours[qi],
-                                                          identities[g_row])
-                else:
-                    raw[p.name][qi, col] = p.scorer.obj.score(fq, fg, matches)
+                    return weighted_score(p.scorer.obj, model, firsts[i], seconds[i], matches, neighbours[qi],
+                                          identities[g_row])
+                return p.scorer.obj.score(firsts[i], seconds[i], matches)
+
+            scores = match_and_score(p.matcher.obj, firsts, seconds, pair_score, components.matching_workers(p))
+            for (_, qi, col), value in zip(todo, scores):
+                raw[p.name][qi, col] = value
         advance(sum(len(pairs_of[g_row]) for g_row in chunk))
     return raw
 

@@ -23,6 +23,7 @@ from reid_engine.records import (
     LocalFeatures,
 )
 from reid_engine.store.database import GalleryDatabase, content_hash, feature_key
+from reid_engine.threads import ordered_map
 
 
 class FeatureCache:
@@ -101,6 +102,7 @@ def ensure_features(
     errors: list[ImageError],
     advance: Callable[[], None] = lambda: None,
     content_hashes: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> dict[str, str]:
     """Make sure every image has cached features for every extractor.
 
@@ -109,24 +111,35 @@ def ensure_features(
     be used; the others are appended to ``errors``. An image is decoded at most once, and only
     when one of its features is missing from the cache. ``content_hashes``, when given, receives
     image_id → the photo's content hash (so callers need not read the files again).
+
+    ``workers`` > 1 decodes, segments and extracts that many photos side by side (``load`` and
+    every extractor must then be thread-safe: ``Components.feature_workers`` says); the
+    database is written from this thread only, in the records' order.
     """
-    keys: dict[str, str] = {}
-    for record, known_hash in records:
-        try:
-            chash = known_hash if known_hash is not None else content_hash(_read_bytes(record))
+    records = list(records)
+
+    def compute(item: tuple[ImageRecord, str | None]) -> tuple[str, str, int, list[tuple[Built, LocalFeatures]]]:
+        """(content hash, image key, features reused, features computed) of one photo; no writes."""
+        record, known_hash = item
+        chash = known_hash if known_hash is not None else content_hash(_read_bytes(record))
+        key = image_key(record, chash)
+        missing = [ex for ex in extractors if not cache.has(key, ex)]
+        computed = []
+        if missing:
+            image = load(record)
+            chash = image.content_hash  # the file may have changed since enrolment
             key = image_key(record, chash)
-            missing = [ex for ex in extractors if not cache.has(key, ex)]
-            cache.reused += len(extractors) - len(missing)
-            if missing:
-                image = load(record)
-                chash = image.content_hash  # the file may have changed since enrolment
-                key = image_key(record, chash)
-                for ex in missing:
-                    if cache.has(key, ex):
-                        continue
-                    features = clean_features(ex.obj.extract(image))
-                    cache.put(key, ex, features)
-                    cache.computed += 1
+            computed = [(ex, clean_features(ex.obj.extract(image))) for ex in missing if not cache.has(key, ex)]
+        return chash, key, len(extractors) - len(missing), computed
+
+    keys: dict[str, str] = {}
+    for (record, _), outcome in zip(records, ordered_map(compute, records, workers)):
+        try:
+            chash, key, reused, computed = outcome.result()
+            cache.reused += reused
+            for ex, features in computed:
+                cache.put(key, ex, features)
+                cache.computed += 1
             keys[record.image_id] = key
             cache.image_ids[key] = record.image_id
             cache.sources[key] = (record, load)

@@ -37,6 +37,8 @@ class DiskConfig:
 
 
 class Disk(Extractor):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: DiskConfig, device: str) -> None:
         import kornia.feature as KF
 

@@ -25,6 +25,7 @@ import torch
 from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
 from ._image import crop_to_mask, grey_tensor, mask_tensor
+from ._patch_sift import PatchRootSift
 
 DESCRIPTOR_DIM = 128
 PATCH_SIZE = 32  # what AffNet, OriNet, HardNet and TFeat take
@@ -139,7 +140,7 @@ def descriptor_module(plugin: str, descriptor: str, checkpoint: str, checkpoint_
     import kornia.feature as KF
 
     if descriptor == "rootsift":
-        return KF.SIFTDescriptor(PATCH_SIZE, rootsift=True).eval()
+        return PatchRootSift(PATCH_SIZE).eval()
     if descriptor == "tfeat":
         return _UnitRows(_load(KF.TFeat(pretrained=False), "tfeat-liberty")).eval()
     if descriptor != "hardnet":
@@ -182,6 +183,8 @@ class AffNetExtractor(Extractor):
     ``detector(grey (1, 1, h, w), mask (1, 1, h, w) | None) -> (lafs (1, N, 2, 3), responses (1, N))``;
     ``descriptor(patches (B, 1, 32, 32)) -> (B, 128)``.
     """
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
 
     def __init__(self, detector: torch.nn.Module, descriptor: torch.nn.Module, resize: int, device: str,
                  crop: bool = True) -> None:

@@ -1,5 +1,6 @@
 """``hessaff-rootsift``: Hessian blob detector, affine shape (Baumberg), dominant orientation,
-RootSIFT descriptors on 32x32 patches — all from kornia, no downloaded weights.
+RootSIFT descriptors on 32x32 patches — kornia's (the descriptor computed by ``_patch_sift``,
+equal to kornia's SIFTDescriptor but 2× faster on the CPU), no downloaded weights.
 
 The image is converted to grey, resized so its longer side is ``resize`` px, and keypoints
 are detected on it; keypoints and affine frames are returned in the pixels of the image
@@ -16,6 +17,7 @@ import torch
 from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
 from ._image import crop_to_mask, grey_tensor, mask_tensor
+from ._patch_sift import PatchRootSift
 
 DESCRIPTOR_DIM = 128
 
@@ -29,6 +31,9 @@ class HessAffRootSiftConfig:
     affine         estimate the affine shape of each region (else circular regions)
     upright        skip orientation estimation (all regions upright)
     patch_size     side of the normalised patch the descriptor sees
+    shape_patch_size        side of the patch the affine shape is estimated on (0 = patch_size;
+                            kornia's own default is 19)
+    orientation_patch_size  side of the patch the dominant orientation is found on (0 = patch_size)
     mr_size        measurement region size, in detection scales
     crop_to_mask   detect on the mask's bounding box (+ 10 % of the image side) instead of the
                    whole image: the same regions, in less time when the animal is small
@@ -41,14 +46,24 @@ class HessAffRootSiftConfig:
     patch_size: int = 32
     mr_size: float = 6.0
     crop_to_mask: bool = True
+    shape_patch_size: int = 0
+    orientation_patch_size: int = 0
 
     def __post_init__(self) -> None:
         if self.max_keypoints < 1:
             raise ValueError(f"max_keypoints must be at least 1, got {self.max_keypoints}")
+        if not 8 <= self.patch_size <= 128:
+            raise ValueError(f"patch_size must be between 8 and 128 px, got {self.patch_size}")
+        for name in ("shape_patch_size", "orientation_patch_size"):
+            size = getattr(self, name)
+            if size and not 8 <= size <= 128:
+                raise ValueError(f"{name} must be between 8 and 128 px (or 0: patch_size), got {size}")
 
 
 class HessAffRootSift(Extractor):
     """Weight-free Hessian-affine regions with RootSIFT descriptors (kornia)."""
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
 
     def __init__(self, config: HessAffRootSiftConfig, device: str) -> None:
         import kornia.feature as KF
@@ -57,17 +72,18 @@ class HessAffRootSift(Extractor):
         self.config = config
         self.device = device
         ps = config.patch_size
+        shape_ps, orientation_ps = config.shape_patch_size or ps, config.orientation_patch_size or ps
         self.detector = KF.ScaleSpaceDetector(
             num_features=config.max_keypoints,
             mr_size=config.mr_size,
             resp_module=KF.BlobHessian(),
             scale_pyr_module=ScalePyramid(3, 1.6, ps, double_image=False),
             subpix_module=ConvQuadInterp3d(10),
-            ori_module=KF.PassLAF() if config.upright else KF.LAFOrienter(ps),
-            aff_module=KF.LAFAffineShapeEstimator(ps) if config.affine else KF.PassLAF(),
+            ori_module=KF.PassLAF() if config.upright else KF.LAFOrienter(orientation_ps),
+            aff_module=KF.LAFAffineShapeEstimator(shape_ps) if config.affine else KF.PassLAF(),
             minima_are_also_good=True,
         ).to(device).eval()
-        self.descriptor = KF.LAFDescriptor(KF.SIFTDescriptor(ps, rootsift=True), patch_size=ps).to(device).eval()
+        self.descriptor = KF.LAFDescriptor(PatchRootSift(ps), patch_size=ps).to(device).eval()
 
     @torch.inference_mode()
     def extract(self, image: LoadedImage) -> LocalFeatures:

@@ -30,6 +30,8 @@ class AdalamConfig:
 
 
 class AdalamMatcher(Matcher):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: AdalamConfig, device: str) -> None:
         self.config = config
         self.device = device

@@ -27,6 +27,8 @@ class FginnConfig:
 
 
 class Fginn(Matcher):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: FginnConfig, device: str) -> None:
         if not 0.0 < config.ratio <= 1.0:
             raise ValueError(f"fginn.ratio must lie in (0, 1], got {config.ratio}")

@@ -39,6 +39,8 @@ class SmnnConfig(MnnConfig):
 
 
 class MutualNearestNeighbour(Matcher):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: MnnConfig, device: str) -> None:
         if not 0.0 < config.ratio <= 1.0:
             name = "smnn" if isinstance(config, SmnnConfig) else "mnn"

@@ -22,6 +22,8 @@ class ClaheConfig:
 
 
 class Clahe(Preprocessor):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: ClaheConfig) -> None:
         self.config = config
 

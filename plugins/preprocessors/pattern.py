@@ -51,6 +51,8 @@ class PatternConfig:
 
 
 class PatternImage(Preprocessor):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: PatternConfig, device: str) -> None:
         self.config = config
         self.device = device

@@ -17,6 +17,8 @@ class CountConfig:
 
 
 class MatchCount(Scorer):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: CountConfig) -> None:
         self.config = config
 
@@ -29,6 +31,8 @@ class MatchCount(Scorer):
 
 
 class ConfidenceSum(Scorer):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: CountConfig) -> None:
         self.config = config
 

@@ -35,6 +35,8 @@ class RansacConfig:
 
 
 class RansacInliers(Scorer):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: RansacConfig) -> None:
         self.config = config
 

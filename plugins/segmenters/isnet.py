@@ -106,6 +106,8 @@ def clean_mask(prob: np.ndarray, threshold: float, min_blob: float, close_px: in
 
 
 class IsNet(Segmenter):
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
+
     def __init__(self, config: IsNetConfig, device: str) -> None:
         import onnxruntime as ort
 

@@ -59,3 +59,51 @@ def test_clean_keeps_shapes_of_empty_features():
 
     f = clean_features(LocalFeatures.empty(64))
     assert f.desc.shape == (0, 64) and f.kpts.shape == (0, 2)
+
+
+def test_photos_extracted_side_by_side_give_what_one_at_a_time_gives(tmp_path):
+    rng = np.random.default_rng(0)
+    records = [ImageRecord(f"p{i}", write_image(tmp_path / f"p{i}.png", rng.integers(0, 255, (90, 120, 3), np.uint8)))
+               for i in range(5)]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a photo")
+    records.insert(2, ImageRecord("broken", bad))
+    ex = _extractor()
+    found = {}
+    for workers in (1, 2):
+        errors = []
+        with GalleryDatabase(tmp_path / f"w{workers}.db") as db:
+            cache = FeatureCache(db)
+            keys = ensure_features([(r, None) for r in records], [ex], cache,
+                                   lambda r: load_and_prepare(r, [], 1600, 32), errors, workers=workers)
+            assert [e.image_id for e in errors] == ["broken"] and list(keys) == ["p0", "p1", "p2", "p3", "p4"]
+            assert cache.computed == 5
+            found[workers] = [cache.get(keys[r.image_id], ex) for r in records if r.image_id in keys]
+    for one, two in zip(found[1], found[2]):
+        assert len(one) > 0 and np.array_equal(one.kpts, two.kpts) and np.allclose(one.desc, two.desc, atol=1e-5)
+
+
+def test_photos_go_one_at_a_time_unless_every_plugin_on_their_way_is_thread_safe():
+    from reid_engine import threads
+    from reid_engine.components import build_components
+    from reid_engine.plugin_adapters import adapt
+    from reid_engine.registry.profiles import resolve_profile
+
+    threads.configure(2)
+    try:
+        components = build_components(resolve_profile("generic", None)[0], PluginTable.discover(), "cpu")
+        assert components.feature_workers() == 2
+        pipeline = components.pipelines[0]
+        assert components.matching_workers(pipeline) == 2
+
+        class OwnExtractor:  # a third party's duck-typed extractor that says nothing
+            def extract(self, image):
+                return LocalFeatures.empty(8)
+
+        original = pipeline.extractor
+        pipeline.extractor = Built(original.spec, original.config, "other", adapt("extractor", OwnExtractor()))
+        assert components.feature_workers() == 1
+        OwnExtractor.thread_safe = True  # ... until it says it may be called from two threads
+        assert components.feature_workers() == 2
+    finally:
+        threads.configure(0)
