@@ -145,6 +145,10 @@ class TrainedEmbedderSettings:
                  gallery database holds one for this profile (else the ``[shortlist]``
                  embedder, with a notice naming the command); ``never``: ignore it
     embedder     the plugin serving it (``trained-embedder``; options ``runtime``, ``model``...)
+    shortlist    true: its cosine also picks the shortlist, instead of the ``[shortlist]``
+                 embedder; false: the ``[shortlist]`` embedder keeps picking the candidates
+                 and the trained cosine is evidence in fusion only (where a weak embedding
+                 would lose good candidates that a wide list keeps)
     weight       fusion weight of its cosine beside the ``[[pipelines]]`` (before ``calibrate``)
     calibration  its cosine → probability (logistic), until ``reid-engine calibrate`` fits one
     backbone, image_size, epochs, flip, method (arcface, landmark-id, dve): the defaults of ``train embedder`` for this
@@ -154,6 +158,7 @@ class TrainedEmbedderSettings:
 
     use: Literal["when-trained", "never"] = "when-trained"
     embedder: PluginRef = PluginRef("trained-embedder")
+    shortlist: bool = True
     weight: float = 1.0
     calibration: CalibrationSettings = CalibrationSettings(midpoint=0.5, width=0.08)
     method: Literal["arcface", "landmark-id", "dve"] = "arcface"

@@ -45,8 +45,8 @@ class AlikedConfig:
 
 class Aliked(Extractor):
     """ALIKED on the device, one image at a time (the images differ in size)."""
-    thread_safe = True  # calls change nothing in the object: the engine may run two at once
 
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
 
     def __init__(self, config: AlikedConfig, device: str) -> None:
         import kornia.feature as KF

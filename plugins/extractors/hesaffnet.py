@@ -185,7 +185,6 @@ class AffNetExtractor(Extractor):
     """
     thread_safe = True  # calls change nothing in the object: the engine may run two at once
 
-
     def __init__(self, detector: torch.nn.Module, descriptor: torch.nn.Module, resize: int, device: str,
                  crop: bool = True) -> None:
         self.detector = detector.to(device).eval()

@@ -62,8 +62,8 @@ class HessAffRootSiftConfig:
 
 class HessAffRootSift(Extractor):
     """Weight-free Hessian-affine regions with RootSIFT descriptors (kornia)."""
-    thread_safe = True  # calls change nothing in the object: the engine may run two at once
 
+    thread_safe = True  # calls change nothing in the object: the engine may run two at once
 
     def __init__(self, config: HessAffRootSiftConfig, device: str) -> None:
         import kornia.feature as KF

@@ -98,6 +98,32 @@ def test_run_uses_the_trained_embedder_and_says_so(trained, seal_data, profile_f
     assert rows
 
 
+def test_trained_cosine_as_evidence_only_keeps_the_shortlist_embedders_candidates(trained, seal_data, tmp_path,
+                                                                                   fast_profile):
+    db, _, _ = trained
+    (tmp_path / "p").mkdir()
+    evidence_only = fast_profile_with(fast_profile, tmp_path / "p", "embed-test",
+                                      TRAINED_EMBEDDER.replace("epochs = 2", "epochs = 2\nshortlist = false"))
+    done = run_cli("run", "--profile", str(evidence_only), "--query", str(seal_data.query_csv), "--db", str(db),
+                   "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert any("re-ID embedder trained for profile 'embed-test'" in n for n in summary["notices"])
+    assert summary["metrics"]["top5"] >= 0.5
+
+
+def test_pair_cosines_are_the_cosines_of_the_listed_rows():
+    from reid_engine.shortlist.stage import pair_cosines
+
+    rng = np.random.default_rng(0)
+    queries, gallery = rng.normal(size=(3, 8)), rng.normal(size=(5, 8)) * 7
+    index = np.array([[4, 0], [1, 2], [3, 3]])
+    expected = [[float(gallery[j] @ queries[i] / np.linalg.norm(gallery[j]) / np.linalg.norm(queries[i]))
+                 for j in row] for i, row in enumerate(index)]
+    assert np.allclose(pair_cosines(queries, gallery, index), expected, atol=1e-6)
+    assert pair_cosines(queries, gallery, np.zeros((0, 2), np.int64)).shape == (0, 2)
+
+
 def test_without_a_trained_model_the_run_falls_back_and_names_the_command(seal_data, profile_file, tmp_path):
     done = run_cli("run", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv), "--query",
                    str(seal_data.query_csv), "--db", str(tmp_path / "g.db"), "--out", str(tmp_path / "out"))
