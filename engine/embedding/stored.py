@@ -91,7 +91,9 @@ def attach_trained_embedder(db: GalleryDatabase, profile: Profile, components: C
     source = model_file or (f"the gallery database (trained {info.get('trained_at', '?')} on "
                             f"{info.get('images', '?')} photos of {info.get('identities', '?')} individuals)"
                             if info else "the gallery database")
-    return (f"shortlist and global evidence: the re-ID embedder trained for profile {profile.name!r}, "
+    role = ("shortlist and global evidence" if settings.shortlist
+            else f"global evidence ({components.embedder.spec.name!r} picks the shortlist)")
+    return (f"{role}: the re-ID embedder trained for profile {profile.name!r}, "
             f"from {source} (model {model_id[:12]})")
 
 

@@ -108,7 +108,8 @@ def test_trained_cosine_as_evidence_only_keeps_the_shortlist_embedders_candidate
                    "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert any("re-ID embedder trained for profile 'embed-test'" in n for n in summary["notices"])
+    assert any(n.startswith("global evidence ('fisher-vector' picks the shortlist): the re-ID embedder trained")
+               for n in summary["notices"])
     assert summary["metrics"]["top5"] >= 0.5
 
 
