@@ -134,8 +134,8 @@ def one_thread_each(workers: int) -> Iterator[None]:
         return
     import torch
 
-    torch_before = torch.get_num_threads()
     cv2 = sys.modules.get("cv2")
+    torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads() if cv2 is not None else 0
     torch.set_num_threads(share)
     if cv2 is not None:
         cv2.setNumThreads(share)
@@ -144,7 +144,7 @@ def one_thread_each(workers: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(torch_before)
         if cv2 is not None:
-            cv2.setNumThreads(count)
+            cv2.setNumThreads(cv2_before)
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 0) -> Iterator[Future]:

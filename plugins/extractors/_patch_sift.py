@@ -1,12 +1,13 @@
-"""RootSIFT of normalised patches: kornia's ``SIFTDescriptor``, computed 2× faster on the CPU.
+"""RootSIFT of normalised patches: kornia's ``SIFTDescriptor``, computed 1.4–1.8× as fast on the CPU.
 
 kornia spreads each pixel's gradient over the angle bins by scanning the patch once per bin and
 pools each bin with its own single-channel convolution (16 small operators for 8 bins). Here
 each pixel votes into its two bins with two ``scatter_add`` calls and the spatial pooling is one
 matrix product with kornia's own pooling convolution written out as a (P², S²) matrix, so the
 descriptors are kornia's to float rounding (tests/plugins/test_patch_sift.py checks against
-``kornia.feature.SIFTDescriptor``). Measured on 2 cores: 1,024 patches of 32×32 in 0.06 s against
-0.11 s (``benchmarks/results/hessaff-speed.json``).
+``kornia.feature.SIFTDescriptor``). Measured on 2 cores, 1,024 patches of 32×32: 0.08–0.09 s against
+0.14–0.16 s with two threads, 0.16 s against 0.22–0.27 s with one
+(``benchmarks/patch_sift_speed.py``, ``benchmarks/results/patch-sift-speed-*-threads.json``).
 """
 
 from __future__ import annotations

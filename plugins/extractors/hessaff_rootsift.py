@@ -1,6 +1,6 @@
 """``hessaff-rootsift``: Hessian blob detector, affine shape (Baumberg), dominant orientation,
 RootSIFT descriptors on 32x32 patches — kornia's (the descriptor computed by ``_patch_sift``,
-equal to kornia's SIFTDescriptor but 2× faster on the CPU), no downloaded weights.
+equal to kornia's SIFTDescriptor but 1.4–1.8× as fast on the CPU), no downloaded weights.
 
 The image is converted to grey, resized so its longer side is ``resize`` px, and keypoints
 are detected on it; keypoints and affine frames are returned in the pixels of the image
