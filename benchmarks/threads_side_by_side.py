@@ -57,8 +57,9 @@ def stage(kind: str, n: int, threads: int, spinning: bool = False) -> float:
 
             options = engine_threads.onnx_session_options()
             options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-            segmenter.session = ort.InferenceSession(resizable_graph(weight_path("isnet-small")), options,
-                                                     providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(resizable_graph(weight_path("isnet-small")), options,
+                                           providers=["CPUExecutionProvider"])
+            segmenter.sessions[segmenter.config.input_size] = session
         work.append(segmenter.probability)
     if kind in ("aliked", "both"):
         spec = table.get("extractor", "aliked")

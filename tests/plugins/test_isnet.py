@@ -48,11 +48,88 @@ def test_isnet_finds_the_synthetic_seal(seal_data):
 
 @pytest.mark.parametrize("options, key", [({"input_size": 1000}, "input_size"), ({"input_size": 128}, "input_size"),
                                           ({"input_size": 1088}, "input_size"), ({"threshold": 1.0}, "threshold"),
-                                          ({"threads": -1}, "threads")])
+                                          ({"threads": -1}, "threads"), ({"retry_sizes": [384, 100]}, "retry_sizes"),
+                                          ({"retry_sizes": [384.0]}, "retry_sizes"), ({"retry_below": 1.0}, "retry_below")])
 def test_isnet_options_are_checked_when_the_profile_loads(options, key):
     spec = PluginTable.discover().get("segmenter", "isnet")
     with pytest.raises(Exception, match=f"isnet.{key}"):
         spec.make_config(options)
+
+
+class _Session:
+    """Stands in for an onnxruntime session at one input size: a fixed map, and a count of calls."""
+
+    def __init__(self, prob: np.ndarray) -> None:
+        self.prob, self.calls = prob, 0
+
+    def run(self, names, feeds):
+        self.calls += 1
+        (x,) = feeds.values()
+        assert x.shape[-2:] == self.prob.shape  # the photo was resized to this session's size
+        return [self.prob[None, None]]
+
+    def get_inputs(self):
+        return [type("Input", (), {"name": "input"})()]
+
+
+def _retrying_isnet(maps: dict[int, np.ndarray], **options):
+    """An ``isnet`` segmenter whose network is replaced by fixed maps, one per input size."""
+    from reid_engine.plugins.segmenters.isnet import IsNet, IsNetConfig
+
+    net = IsNet.__new__(IsNet)
+    net.config = IsNetConfig(input_size=min(maps), retry_sizes=tuple(sorted(maps))[1:], **options)
+    net.sessions = {side: _Session(prob) for side, prob in maps.items()}
+    net.input = "input"
+    return net
+
+
+def _animal(side: int, share: float) -> np.ndarray:
+    """A square map of ``side`` px with one bright square covering ``share`` of it."""
+    prob = np.zeros((side, side), np.float32)
+    edge = round(side * share ** 0.5)
+    prob[:edge, :edge] = 0.9
+    return prob
+
+
+def _photo(side: int = 512) -> LoadedImage:
+    rgb = np.zeros((side, side, 3), np.uint8)
+    return LoadedImage(ImageRecord("x", "x.jpg"), rgb, None, "0" * 64, rgb.shape[:2])
+
+
+def test_isnet_retries_at_a_larger_size_only_where_the_first_map_shows_no_animal():
+    nothing, animal = np.zeros((192, 192), np.float32), _animal(256, 0.3)
+    net = _retrying_isnet({192: nothing, 256: animal})
+    prob = net.probability(_photo())
+    assert [s.calls for s in net.sessions.values()] == [1, 1]
+    assert 0.25 < (prob > 0.5).mean() < 0.35  # the 256-px map, at the photo's size
+
+    net = _retrying_isnet({192: _animal(192, 0.3), 256: animal})
+    net.probability(_photo())
+    assert [s.calls for s in net.sessions.values()] == [1, 0]  # the first map showed one: no retry
+
+
+def test_isnet_retry_treats_a_mask_below_retry_below_as_none_and_keeps_the_first_map_when_all_fail():
+    speck, small = _animal(192, 0.01), _animal(256, 0.01)
+    net = _retrying_isnet({192: speck, 256: small}, retry_below=0.02, min_blob=0.001)
+    prob = net.probability(_photo())
+    assert [s.calls for s in net.sessions.values()] == [1, 1]
+    assert 0.005 < (prob > 0.5).mean() < 0.015  # neither showed an animal: the input_size map is kept
+    assert _retrying_isnet({192: speck, 256: small}, retry_below=0.005, min_blob=0.001).probability(_photo()) is not None
+
+
+def test_isnet_retry_sizes_are_part_of_the_cache_key(monkeypatch):
+    from reid_engine.plugins.segmenters import isnet
+
+    monkeypatch.setattr(isnet, "resizable_graph", lambda path: b"graph")
+    monkeypatch.setattr("reid_engine.plugin.weight_path", lambda name: "isnet.onnx")
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "InferenceSession", lambda model, options, providers: _Session(np.zeros((1, 1))))
+    plain = isnet.IsNet(isnet.IsNetConfig(input_size=256), "cpu")
+    retrying = isnet.IsNet(isnet.IsNetConfig(input_size=256, retry_sizes=(384, 512)), "cpu")
+    assert plain.model_id == "isnet-small@256"
+    assert retrying.model_id == "isnet-small@256+retry@384,512<0.02"
+    assert sorted(retrying.sessions) == [256, 384, 512]
 
 
 @pytest.mark.slow
