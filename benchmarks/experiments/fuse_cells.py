@@ -18,23 +18,20 @@ import argparse
 
 import numpy as np
 
+from reid_engine.calibration.fusion import aggregate
+from reid_engine.metrics import top_k_accuracy
+
 
 def ranked_identities(index: np.ndarray, scores: np.ndarray, identities: np.ndarray) -> list[list[str]]:
-    """Per query, identities best first; an identity scores as its best photo. index/scores (Q, B)."""
-    out = []
-    for rows, values in zip(index, scores):
-        best: dict[str, float] = {}
-        for row, value in zip(rows, values):
-            name = identities[row]
-            if name not in best or value > best[name]:
-                best[name] = float(value)
-        out.append(sorted(best, key=lambda name: -best[name]))
-    return out
+    """Per query, identities best first: an identity scores as its best photo (``aggregate(...,
+    "max")``), equal scores in shortlist order. index/scores (Q, B)."""
+    first_listed = -np.arange(index.shape[1], dtype=np.float64)
+    return [[s.identity for s in aggregate(row, rows, identities, "max", first_listed)]
+            for rows, row in zip(index, scores)]
 
 
 def top_k(ranked: list[list[str]], truth: np.ndarray) -> tuple[float, float]:
-    return (float(np.mean([r[0] == t for r, t in zip(ranked, truth)])),
-            float(np.mean([t in r[:5] for r, t in zip(ranked, truth)])))
+    return top_k_accuracy(truth, ranked, 1), top_k_accuracy(truth, ranked, 5)
 
 
 def aligned(base_index: np.ndarray, other_index: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from reid_engine.calibration.fusion import aggregate
+from reid_engine.metrics import top_k_accuracy
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -36,20 +39,16 @@ def main() -> None:
     q_side = np.array([meta[q]["orientation"] for q in queries])
     for key in [k for k in cell.files if k.startswith("raw_")] + ["sim"]:
         for same_only in (False, True):
-            top1 = top5 = 0
+            ranked = []
             for q in range(len(truth)):
                 values = np.nan_to_num(cell[key][q].astype(np.float64), nan=-1.0)
                 if same_only:
                     values[g_side[index[q]] != q_side[q]] = -np.inf
-                best: dict[str, float] = {}
-                for row, value in zip(index[q], values):
-                    best[identities[row]] = max(best.get(identities[row], -np.inf), value)
-                ranked = sorted(best, key=lambda name: -best[name])
-                top1 += ranked[0] == truth[q]
-                top5 += truth[q] in ranked[:5]
+                first_listed = -np.arange(len(values), dtype=np.float64)  # equal scores: shortlist order
+                ranked.append([s.identity for s in aggregate(values, index[q], identities, "max", first_listed)])
             label = "same flank only" if same_only else "all pairs"
-            print(f"{key:20s} {label:16s} top-1 {top1 / len(truth):.3f}  top-5 {top5 / len(truth):.3f}")
-
+            print(f"{key:20s} {label:16s} top-1 {top_k_accuracy(truth, ranked, 1):.3f}  "
+                  f"top-5 {top_k_accuracy(truth, ranked, 5):.3f}")
 
 if __name__ == "__main__":
     main()
