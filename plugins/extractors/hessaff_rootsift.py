@@ -1,6 +1,6 @@
 """``hessaff-rootsift``: Hessian blob detector, affine shape (Baumberg), dominant orientation,
-RootSIFT descriptors on 32x32 patches — kornia's (the descriptor computed by ``_patch_sift``,
-equal to kornia's SIFTDescriptor but 1.4–1.8× as fast on the CPU), no downloaded weights.
+RootSIFT descriptors on 32x32 patches — kornia's (the descriptor computed by ``_patch_sift`` and the
+Hessian by ``_gradients``, equal to kornia's but faster on the CPU), no downloaded weights.
 
 The image is converted to grey, resized so its longer side is ``resize`` px, and keypoints
 are detected on it; keypoints and affine frames are returned in the pixels of the image
@@ -16,6 +16,7 @@ import torch
 
 from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
+from ._gradients import BlobHessian
 from ._image import crop_to_mask, grey_tensor, mask_tensor
 from ._patch_sift import PatchRootSift
 
@@ -76,7 +77,7 @@ class HessAffRootSift(Extractor):
         self.detector = KF.ScaleSpaceDetector(
             num_features=config.max_keypoints,
             mr_size=config.mr_size,
-            resp_module=KF.BlobHessian(),
+            resp_module=BlobHessian(),  # kornia's, in a layout the CPU runs 3x as fast
             scale_pyr_module=ScalePyramid(3, 1.6, ps, double_image=False),
             subpix_module=ConvQuadInterp3d(10),
             ori_module=KF.PassLAF() if config.upright else KF.LAFOrienter(orientation_ps),
