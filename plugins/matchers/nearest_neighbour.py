@@ -9,14 +9,15 @@ The ratio test is computed here rather than by ``match_smnn``, with the same res
 runs ``topk`` twice over a ``cdist`` matrix, once along its non-contiguous transpose, and that
 was two thirds of a warm nyala query (pyinstrument: 54.6 of 82.2 s, 39.7 s in ``topk``). Here
 one matrix product, turned into squared distances in place (no other (N1, N2) array is
-allocated), gives the two smallest per row and per column through ``min`` / ``amin`` with the
-first minimum masked in place.
-"""
+allocated), gives the two smallest per row and per column; on the CPU through numpy's SIMD
+``argmin`` / ``min`` (torch's index-returning ``min`` is several times slower), elsewhere through
+torch's ``min`` / ``amin`` with the first minimum masked in place (``benchmarks/mnn_speed.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from reid_engine.plugin import LocalFeatures, Matcher, Matches, PluginSpec, hookimpl
@@ -78,7 +79,7 @@ def _two_smallest(dist: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Ten
 
 def ratio_mutual_nn(d1: torch.Tensor, d2: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Mutual nearest neighbours of descriptors d1 (N1, D), d2 (N2, D) (Euclidean) that pass the
-    nearest/second-nearest distance ratio test ``<= ratio`` in both directions.
+    nearest/second-nearest distance ratio test ``<= ratio`` (< 1) in both directions.
 
     Returns (ratios float (M,): the larger of the two ratios, idx int64 (M, 2), rows of d1 in
     ascending order): the matches and ``dists`` of ``kornia.feature.match_smnn(d1, d2, ratio)``.
@@ -86,18 +87,66 @@ def ratio_mutual_nn(d1: torch.Tensor, d2: torch.Tensor, ratio: float) -> tuple[t
     n1, n2 = len(d1), len(d2)
     if n1 < 2 or n2 < 2:
         return torch.zeros(0, device=d1.device), torch.zeros((0, 2), dtype=torch.long, device=d1.device)
-    # rows padded by 16 floats: with a power-of-two row stride (1,024 keypoints) the reductions along
-    # columns thrash the cache (min over dim 0: 2.7 ms instead of 0.4 ms at 1,024 x 1,024)
-    sq = torch.empty((n1, n2 + 16), dtype=d1.dtype, device=d1.device)[:, :n2]
+    if d1.device.type == "cpu" and d1.dtype == torch.float32:
+        ratios, rows, cols = _ratio_mutual_nn_numpy(squared_distances(d1, d2, padded=False).numpy(), ratio)
+        return torch.from_numpy(ratios), torch.from_numpy(np.stack([rows, cols], 1))
+    return _ratio_mutual_nn_torch(squared_distances(d1, d2, padded=True), ratio)
+
+
+def squared_distances(d1: torch.Tensor, d2: torch.Tensor, padded: bool) -> torch.Tensor:
+    """float (N1, N2): squared Euclidean distances from one matrix product, made in place.
+
+    ``padded``: rows 16 floats apart beyond N2, for torch's reductions along columns, which thrash
+    the cache at a power-of-two row stride (min over dim 0: 2.7 ms instead of 0.4 ms at 1,024²);
+    numpy's are fastest on a contiguous array."""
+    n1, n2 = len(d1), len(d2)
+    sq = torch.empty((n1, n2 + (16 if padded else 0)), dtype=d1.dtype, device=d1.device)[:, :n2]
     torch.mm(d1, d2.T, out=sq)
-    sq.mul_(-2.0).add_((d1 * d1).sum(1)[:, None]).add_((d2 * d2).sum(1)[None, :]).clamp_(min=0)
+    return sq.mul_(-2.0).add_((d1 * d1).sum(1)[:, None]).add_((d2 * d2).sum(1)[None, :]).clamp_(min=0)
+
+
+def _ratio_mutual_nn_torch(sq: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ratio_mutual_nn`` from squared distances (N1, N2) with torch's reductions (any device)."""
     best12, to2, second12 = _two_smallest(sq, 1)  # (N1,) nearest in d2
     best21, to1, second21 = _two_smallest(sq, 0)  # (N2,) nearest in d1
     ratio12 = best12.sqrt() / second12.sqrt()
     ratio21 = best21.sqrt() / second21.sqrt()
-    rows = torch.arange(n1, device=d1.device)
+    rows = torch.arange(sq.shape[0], device=sq.device)
     keep = (to1[to2] == rows) & (ratio12 <= ratio) & (ratio21[to2] <= ratio)
     return torch.maximum(ratio12[keep], ratio21[to2[keep]]), torch.stack([rows[keep], to2[keep]], 1)
+
+
+def _ratio_mutual_nn_numpy(sq: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ratio_mutual_nn`` on the CPU from squared distances float32 (N1, N2) (changed and restored):
+    (ratios (M,), rows (M,) ascending, cols (M,)).
+
+    numpy's ``argmin`` / ``min`` are SIMD loops, several times as fast as torch's index-returning
+    ``min``; the column side needs no index: row i's nearest column j is mutual when no row is
+    closer to j (the column's minimum), and masking those rows gives the columns' second nearest.
+    Ties are rejected as by the torch path: an equal second nearest makes the ratio 1.
+    """
+    n1 = sq.shape[0]
+    rows = np.arange(n1)
+    to2 = sq.argmin(1)  # (N1,) nearest column of each row
+    best12 = sq[rows, to2]
+    sq[rows, to2] = np.inf
+    second12 = sq.min(1)
+    sq[rows, to2] = best12
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at a duplicated descriptor: NaN fails the test
+        ratio12 = np.sqrt(best12) / np.sqrt(second12)
+    cand = np.flatnonzero((best12 <= sq.min(0)[to2]) & (ratio12 <= ratio))  # mutual, row test passed
+    cols = to2[cand]
+    sq[cand, cols] = np.inf  # each candidate column's nearest row, masked: its minimum is now the second
+    second21 = sq.min(0)[cols]
+    sq[cand, cols] = best12[cand]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio21 = np.sqrt(best12[cand]) / np.sqrt(second21)
+    tied = np.bincount(cols, minlength=sq.shape[1])[cols] > 1  # rows equally near one column: its
+    ratio21[tied] = np.inf  # second nearest is as near, ratio 1; the first of them stands for the column
+    first = np.unique(cols, return_index=True)[1]
+    ratio21[first[tied[first]]] = 1.0
+    keep = ratio21 <= ratio
+    return np.maximum(ratio12[cand], ratio21)[keep], cand[keep], cols[keep]
 
 
 @hookimpl

@@ -49,14 +49,25 @@ def test_matcher_plugins_give_kornias_matches_and_confidences(name, options, uni
 
 @pytest.mark.parametrize("seed", range(4))
 def test_ratio_mutual_nn_is_kornias_match_smnn(seed):
-    from reid_engine.plugins.matchers.nearest_neighbour import ratio_mutual_nn
+    from reid_engine.plugins.matchers.nearest_neighbour import (
+        _ratio_mutual_nn_torch,
+        ratio_mutual_nn,
+        squared_distances,
+    )
 
     d1, d2 = _descriptor_pair(seed, n1=300 + 50 * seed, n2=280, shared=120, unit=seed % 2 == 0)
     for ratio in (0.7, 0.8, 0.95, 1.0):
         dists, idx = KF.match_smnn(d1, d2, ratio)
-        ours, our_idx = ratio_mutual_nn(d1, d2, ratio)
+        ours, our_idx = ratio_mutual_nn(d1, d2, ratio)  # numpy's reductions (CPU)
+        assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
+        ours, our_idx = _ratio_mutual_nn_torch(squared_distances(d1, d2, padded=True), ratio)  # a GPU's path
         assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
         assert len(idx) > 20  # the shared descriptors match
     assert ratio_mutual_nn(d1[:1], d2, 0.8)[1].shape == (0, 2)
     same = torch.cat([d2[:1], d2[:1], d2[1:]])  # a duplicated descriptor: ratio 0/0 fails the test as in kornia
     assert torch.equal(ratio_mutual_nn(d2[:3], same, 0.9)[1], KF.match_smnn(d2[:3], same, 0.9)[1])
+    twice = torch.cat([d1[:1], d1])  # two rows equally near every column: their ratio is 1
+    for ratio in (0.9, 1.0):
+        dists, idx = KF.match_smnn(twice, d2, ratio)
+        ours, our_idx = ratio_mutual_nn(twice, d2, ratio)
+        assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
