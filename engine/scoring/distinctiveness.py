@@ -132,6 +132,55 @@ def weighted_score(scorer, model: DistinctivenessModel, fq: LocalFeatures, fg: L
     return float(model.weights(fq, fg, matches, neighbours, identity)[counted].sum())
 
 
+@dataclass
+class Counted:
+    """The matches a pair's scorer counts, waiting for their distinctiveness weights.
+
+    rows     int64 (K,): the counted matches' query features
+    d_match  float32 (K,): their distances ``||q - g||`` (unit descriptors)
+    label    the gallery individual's position in the model's ``names`` (-1: not in the sample)
+    """
+
+    rows: np.ndarray
+    d_match: np.ndarray
+    label: int
+
+
+def counted(scorer, model: DistinctivenessModel, fq: LocalFeatures, fg: LocalFeatures, matches: Matches,
+            identity: str) -> Counted:
+    """What :func:`weighted_score` needs of a pair besides the query's neighbours, so that these can
+    be looked up later for only the query features some pair counts (:func:`weighted_scores`)."""
+    none = Counted(np.zeros(0, np.int64), np.zeros(0, np.float32), model.label_of(identity))
+    if len(matches) == 0:
+        return none
+    keep = adapt("scorer", scorer).inliers(fq, fg, matches)
+    if keep is None:  # the scorer has no inlier set: every match counts
+        keep = np.ones(len(matches), bool)
+    if not keep.any():
+        return none
+    idx = matches.idx[keep]
+    d_match = np.linalg.norm(_unit(fq.desc[idx[:, 0]]) - _unit(fg.desc[idx[:, 1]]), axis=1).astype(np.float32)
+    return Counted(idx[:, 0].astype(np.int64), d_match, none.label)
+
+
+def weighted_scores(model: DistinctivenessModel, query_desc: np.ndarray, pairs: Sequence[Counted]) -> np.ndarray:
+    """float64 (len(pairs),): each pair's sum of distinctiveness weights, the pairs all of one query
+    whose features are ``query_desc`` (N, D). The query's neighbours are looked up once, for the
+    features some pair counts (on nyala-dev ~60 % of them): the sums of :func:`weighted_score`."""
+    if not pairs:
+        return np.zeros(0)
+    rows, position = np.unique(np.concatenate([p.rows for p in pairs]), return_inverse=True)
+    neighbours = model.neighbours(query_desc[rows]) if len(rows) else None
+    out = np.zeros(len(pairs))
+    start = 0
+    for i, pair in enumerate(pairs):
+        at = position[start:start + len(pair.rows)]
+        start += len(pair.rows)
+        if len(at):
+            out[i] = float(np.maximum(0.0, neighbours.other(pair.label)[at] - pair.d_match).astype(np.float32).sum())
+    return out
+
+
 def fit(features: Iterable[LocalFeatures | None], identities: Sequence[str],
         settings: "DistinctivenessSettings", seed: int = 0) -> DistinctivenessModel:
     """Sample ``settings.per_image`` strongest features of each gallery image (``features`` and

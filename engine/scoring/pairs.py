@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -13,13 +13,15 @@ from reid_engine.components import Components
 from reid_engine.errors import ReidError
 from reid_engine.plugin_adapters import adapt
 from reid_engine.records import LocalFeatures, Matches
-from reid_engine.scoring.distinctiveness import Neighbours, fitted, weighted_score
+from reid_engine.scoring.distinctiveness import Counted, counted, fitted, weighted_scores
 from reid_engine.store.features import FeatureCache
 from reid_engine.threads import ordered_map
 
 # gallery images whose shortlisted pairs are matched in one ``match_many`` call: enough pairs for a
 # GPU batch or for every CPU worker of a parallel matcher, few enough gallery features in memory
 GALLERY_CHUNK = 16
+
+T = TypeVar("T")
 
 
 def match_pairs(matcher, firsts: list[LocalFeatures], seconds: list[LocalFeatures]) -> list[Matches]:
@@ -33,7 +35,7 @@ def match_pairs(matcher, firsts: list[LocalFeatures], seconds: list[LocalFeature
 
 
 def match_and_score(matcher, firsts: list[LocalFeatures], seconds: list[LocalFeatures],
-                    score: Callable[[int, Matches], float], workers: int = 1) -> list[float]:
+                    score: Callable[[int, Matches], T], workers: int = 1) -> list[T]:
     """``score(i, matches of pair i)`` for each pair (firsts[i], seconds[i]). With ``workers`` > 1
     that many pairs are matched (``match``) and scored side by side, one core each (matcher and
     scorer must be thread-safe: ``Components.matching_workers``); else every pair goes through
@@ -61,13 +63,11 @@ def score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, 
         return raw
     extractors = {p.extractor.cache_id: p.extractor for p in pipelines}
     query_features = {key: [cache.get(h, ex) for h in query_hashes] for key, ex in extractors.items()}
-    distinct = {}  # pipeline name -> (model, per-query neighbours)
-    for p in pipelines:
-        if p.distinctiveness is not None:
-            model = fitted(cache, p.extractor, gallery_hashes, identities, p.distinctiveness)
-            empty = Neighbours(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64))
-            distinct[p.name] = (model, [model.neighbours(f.desc) if f is not None else empty
-                                        for f in query_features[p.extractor.cache_id]])
+    # distinctiveness: each pair's counted matches wait (pipeline name -> query -> [(column, Counted)]) until
+    # every pair is matched; then each query's neighbours are looked up once, for the features counted
+    models = {p.name: fitted(cache, p.extractor, gallery_hashes, identities, p.distinctiveness)
+              for p in pipelines if p.distinctiveness is not None}
+    waiting: dict[str, dict[int, list[tuple[int, Counted]]]] = {name: defaultdict(list) for name in models}
     pairs_of: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for qi in range(index.shape[0]):
         for col in range(index.shape[1]):
@@ -84,18 +84,24 @@ def score_pairs(components: Components, cache: FeatureCache, index: np.ndarray, 
             firsts = [mine[qi] for _, qi, _ in todo]
             seconds = [g_features[g_row][p.extractor.cache_id] for g_row, _, _ in todo]
 
-            def pair_score(i: int, matches: Matches) -> float:  # used right away: no late binding
-                g_row, qi, _ = todo[i]
-                if p.name in distinct:
-                    model, neighbours = distinct[p.name]
-                    return weighted_score(p.scorer.obj, model, firsts[i], seconds[i], matches, neighbours[qi],
-                                          identities[g_row])
+            def pair_score(i: int, matches: Matches) -> float | Counted:  # used right away: no late binding
+                if p.name in models:
+                    return counted(p.scorer.obj, models[p.name], firsts[i], seconds[i], matches,
+                                   identities[todo[i][0]])
                 return p.scorer.obj.score(firsts[i], seconds[i], matches)
 
             scores = match_and_score(p.matcher.obj, firsts, seconds, pair_score, components.matching_workers(p))
             for (_, qi, col), value in zip(todo, scores):
-                raw[p.name][qi, col] = value
+                if isinstance(value, Counted):
+                    waiting[p.name][qi].append((col, value))
+                else:
+                    raw[p.name][qi, col] = value
         advance(sum(len(pairs_of[g_row]) for g_row in chunk))
+    for p in pipelines:
+        for qi, pending in waiting.get(p.name, {}).items():
+            cols = [col for col, _ in pending]
+            raw[p.name][qi, cols] = weighted_scores(models[p.name], query_features[p.extractor.cache_id][qi].desc,
+                                                    [c for _, c in pending])
     return raw
 
 

@@ -11,9 +11,11 @@ from reid_engine.registry.profiles import DistinctivenessSettings, parse_profile
 from reid_engine.scoring.distinctiveness import (
     DistinctivenessModel,
     Neighbours,
+    counted,
     fit,
     fitted,
     weighted_score,
+    weighted_scores,
 )
 from reid_engine.store.database import GalleryDatabase
 from reid_engine.store.features import FeatureCache
@@ -73,6 +75,40 @@ def test_weighted_score_sums_only_what_the_scorer_counts():
     total = model.weights(q, q, matches, neighbours, "A")
     assert weighted_score(Half(), model, q, q, matches, neighbours, "A") == pytest.approx(total[0])
     assert weighted_score(Half(), model, q, q, Matches.empty(), neighbours, "A") == 0.0
+
+
+def test_weighted_scores_of_one_query_equal_each_pairs_weighted_score():
+    """The run looks up a query's neighbours once, for the features some pair counts: the same sums."""
+    class EveryThird:
+        def inliers(self, f1, f2, matches):
+            return np.arange(len(matches)) % 3 != 1
+
+    class NoInlierSet:
+        def inliers(self, f1, f2, matches):
+            return None
+
+    rng = np.random.default_rng(3)
+    gallery = [features(rng.normal(size=(40, 16))) for _ in range(12)]
+    names = [f"ind{i % 5}" for i in range(12)]
+    model = fit(gallery, names, DistinctivenessSettings(per_image=20, neighbours=4))
+    query = features(rng.normal(size=(60, 16)))
+    neighbours = model.neighbours(query.desc)
+    for scorer in (EveryThird(), NoInlierSet()):
+        pairs, expected = [], []
+        for name in names + ["stranger"]:
+            n = int(rng.integers(0, 25))
+            rows = rng.choice(60, n, replace=False)
+            g = features(query.desc[rows] + 0.3 * rng.normal(size=(n, 16)))  # the query's features, seen again
+            matches = Matches(np.stack([rows, np.arange(n)], 1), np.ones(n, np.float32))
+            pairs.append(counted(scorer, model, query, g, matches, name))
+            expected.append(weighted_score(scorer, model, query, g, matches, neighbours, name))
+        pairs.append(counted(scorer, model, query, query, Matches.empty(), "stranger"))  # a pair with nothing
+        expected.append(0.0)
+        ours = weighted_scores(model, query.desc, pairs)
+        assert ours.shape == (14,) and max(expected) > 0.5
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
+        assert len(np.unique(np.concatenate([p.rows for p in pairs]))) < 60  # fewer features looked up
+    assert weighted_scores(model, query.desc, []).shape == (0,)
 
 
 def test_the_fitted_model_is_stored_and_refitted_when_the_gallery_changes(tmp_path):
