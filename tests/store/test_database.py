@@ -57,3 +57,14 @@ def test_blobs_roundtrip_and_damaged_blob_is_recomputed(tmp_path):
         db.blob_path("features", "k" * 40).write_bytes(b"garbage")
         assert db.get_features("k" * 40) is None
         assert not db.blob_path("features", "k" * 40).exists()
+
+
+def test_segmentation_maps_are_stored_compressed_and_read_back_exactly(tmp_path):
+    prob = (np.add.outer(np.arange(120), np.arange(90)) % 251).astype(np.uint8)
+    prob[40:80] = 255  # a flat region, as an animal's mask has
+    with GalleryDatabase(tmp_path / "g.db") as db:
+        db.put_segmentation("s" * 40, {"prob": prob, "size": np.array([384])})
+        back = db.get_segmentation("s" * 40)
+        assert np.array_equal(back["prob"], prob) and back["prob"].dtype == np.uint8
+        assert list(back["size"]) == [384]
+        assert db.blob_path("segmentation", "s" * 40).stat().st_size < prob.nbytes / 2  # deflated
