@@ -3,11 +3,12 @@
 kornia filters a batch of single-channel images as a batch (``(B, 1, H, W)`` through one
 ``(K, 1, k, k)`` convolution). oneDNN, which runs torch's CPU convolutions, is slow on exactly that
 shape: on 2 cores, one thread, 1,024 patches of 34×34 through the two 3×3 first-derivative kernels
-take 40 ms, and a 430×450 pyramid level of 5 images through the three 5×5 second-derivative
-kernels 40 ms (``benchmarks/gradient_speed.py``). Here the first derivatives of patches are
-differences of shifted slices (1–2 ms) and the Hessian's are one depthwise convolution, the batch
-moved into the channels (12 ms), with kornia's own kernels and replicated border: the same numbers
-to float rounding (``tests/plugins/test_gradients.py``).
+took 40 ms, and a 430×450 pyramid level of 5 images through the three 5×5 second-derivative
+kernels 40 ms (timed ad hoc, 3 Dec 2026). Here the first derivatives of patches are differences of
+shifted slices and the Hessian's are one depthwise convolution, the batch moved into the channels
+(12 ms), with kornia's own kernels and replicated border: the same numbers to float rounding
+(``tests/plugins/test_gradients.py``). The whole ``hessaff-rootsift`` extractor, against kornia's
+modules: ``benchmarks/hessaff_speed.py``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ def diff_gradient(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _sobel_second_order_kernels() -> torch.Tensor:
-    """kornia's normalised 5×5 Sobel kernels of (d²/dx², d²/dxdy, d²/dy²): float32 (3, 5, 5)."""
-    from kornia.filters.kernels import _normalize_kernel2d_2nd_order, get_spatial_gradient_kernel2d
+    """The installed kornia's 5×5 Sobel kernels of (d²/dx², d²/dxdy, d²/dy²), float32 (3, 5, 5): read
+    off its public ``spatial_gradient`` as the response to an impulse (correlation flips it back),
+    so they are kornia's whatever its version normalises them to."""
+    from kornia.filters import spatial_gradient
 
-    return _normalize_kernel2d_2nd_order(get_spatial_gradient_kernel2d("sobel", 2))
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 1.0
+    return spatial_gradient(impulse, "sobel", 2)[0, 0].flip(-2, -1).contiguous()
 
 
 def sobel_second_order(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:

@@ -87,7 +87,7 @@ def ratio_mutual_nn(d1: torch.Tensor, d2: torch.Tensor, ratio: float) -> tuple[t
     n1, n2 = len(d1), len(d2)
     if n1 < 2 or n2 < 2:
         return torch.zeros(0, device=d1.device), torch.zeros((0, 2), dtype=torch.long, device=d1.device)
-    if d1.device.type == "cpu" and d1.dtype == torch.float32:
+    if d1.device.type == "cpu" and d1.dtype == torch.float32 and ratio < 1.0:
         ratios, rows, cols = _ratio_mutual_nn_numpy(squared_distances(d1, d2, padded=False).numpy(), ratio)
         return torch.from_numpy(ratios), torch.from_numpy(np.stack([rows, cols], 1))
     return _ratio_mutual_nn_torch(squared_distances(d1, d2, padded=True), ratio)
@@ -117,13 +117,14 @@ def _ratio_mutual_nn_torch(sq: torch.Tensor, ratio: float) -> tuple[torch.Tensor
 
 
 def _ratio_mutual_nn_numpy(sq: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``ratio_mutual_nn`` on the CPU from squared distances float32 (N1, N2) (changed and restored):
-    (ratios (M,), rows (M,) ascending, cols (M,)).
+    """``ratio_mutual_nn`` on the CPU for ``ratio`` < 1, from squared distances float32 (N1, N2)
+    (changed and restored): (ratios (M,), rows (M,) ascending, cols (M,)).
 
     numpy's ``argmin`` / ``min`` are SIMD loops, several times as fast as torch's index-returning
     ``min``; the column side needs no index: row i's nearest column j is mutual when no row is
     closer to j (the column's minimum), and masking those rows gives the columns' second nearest.
-    Ties are rejected as by the torch path: an equal second nearest makes the ratio 1.
+    Ties are rejected as by the torch path: an equal second nearest makes the ratio 1. (At ratio 1
+    itself which of tied rows is kept is the torch path's choice, so that path takes it.)
     """
     n1 = sq.shape[0]
     rows = np.arange(n1)
@@ -141,10 +142,8 @@ def _ratio_mutual_nn_numpy(sq: np.ndarray, ratio: float) -> tuple[np.ndarray, np
     sq[cand, cols] = best12[cand]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio21 = np.sqrt(best12[cand]) / np.sqrt(second21)
-    tied = np.bincount(cols, minlength=sq.shape[1])[cols] > 1  # rows equally near one column: its
-    ratio21[tied] = np.inf  # second nearest is as near, ratio 1; the first of them stands for the column
-    first = np.unique(cols, return_index=True)[1]
-    ratio21[first[tied[first]]] = 1.0
+    # rows equally near one column: its second nearest is as near (ratio 1, which fails any ratio < 1)
+    ratio21[np.bincount(cols, minlength=sq.shape[1])[cols] > 1] = np.inf
     keep = ratio21 <= ratio
     return np.maximum(ratio12[cand], ratio21)[keep], cand[keep], cols[keep]
 

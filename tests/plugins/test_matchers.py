@@ -71,3 +71,22 @@ def test_ratio_mutual_nn_is_kornias_match_smnn(seed):
         dists, idx = KF.match_smnn(twice, d2, ratio)
         ours, our_idx = ratio_mutual_nn(twice, d2, ratio)
         assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
+
+
+def test_numpy_and_torch_ratio_tests_agree_on_ties_and_zeros():
+    """Small integer distance matrices: many rows and columns tied, zero distances (0/0)."""
+    from reid_engine.plugins.matchers.nearest_neighbour import _ratio_mutual_nn_numpy, _ratio_mutual_nn_torch
+
+    rng = np.random.default_rng(0)
+    agreed_on_some = 0
+    for _ in range(300):
+        sq = rng.integers(0, 4, size=tuple(rng.integers(2, 6, size=2))).astype(np.float32)
+        for ratio in (0.5, 0.8, 0.99):
+            before = sq.copy()
+            ratios, rows, cols = _ratio_mutual_nn_numpy(sq, ratio)
+            assert np.array_equal(sq, before)  # restored
+            theirs, idx = _ratio_mutual_nn_torch(torch.from_numpy(sq.copy()), ratio)
+            assert np.array_equal(np.stack([rows, cols], 1).reshape(-1, 2), idx.numpy())
+            assert np.allclose(ratios, theirs.numpy())
+            agreed_on_some += len(rows) > 0
+    assert agreed_on_some > 50  # not only empty answers
