@@ -121,15 +121,10 @@ class DistinctivenessModel:
 
 def weighted_score(scorer, model: DistinctivenessModel, fq: LocalFeatures, fg: LocalFeatures, matches: Matches,
                    neighbours: Neighbours, identity: str) -> float:
-    """Sum of the distinctiveness weights of the matches ``scorer`` counts."""
-    if len(matches) == 0:
-        return 0.0
-    counted = adapt("scorer", scorer).inliers(fq, fg, matches)
-    if counted is None:  # the scorer has no inlier set: every match counts
-        counted = np.ones(len(matches), bool)
-    if not counted.any():
-        return 0.0
-    return float(model.weights(fq, fg, matches, neighbours, identity)[counted].sum())
+    """Sum of the distinctiveness weights of the matches ``scorer`` counts (one pair, its query's
+    ``neighbours`` at hand; a run defers them: :func:`weighted_scores`)."""
+    pair = counted(scorer, model, fq, fg, matches, identity)
+    return pair.weight_sum(neighbours.other(pair.label)[pair.rows])
 
 
 @dataclass
@@ -144,6 +139,12 @@ class Counted:
     rows: np.ndarray
     d_match: np.ndarray
     label: int
+
+    def weight_sum(self, d_other: np.ndarray) -> float:
+        """Sum of ``max(0, d_other - d_match)``; ``d_other`` float (K,) aligned with ``rows``."""
+        if len(self.rows) == 0:
+            return 0.0
+        return float(np.maximum(0.0, d_other - self.d_match).astype(np.float32).sum())
 
 
 def counted(scorer, model: DistinctivenessModel, fq: LocalFeatures, fg: LocalFeatures, matches: Matches,
@@ -170,14 +171,17 @@ def weighted_scores(model: DistinctivenessModel, query_desc: np.ndarray, pairs: 
     if not pairs:
         return np.zeros(0)
     rows, position = np.unique(np.concatenate([p.rows for p in pairs]), return_inverse=True)
-    neighbours = model.neighbours(query_desc[rows]) if len(rows) else None
+    neighbours = model.neighbours(query_desc[rows])
+    other: dict[int, np.ndarray] = {}  # individual -> d_other of each looked-up feature
     out = np.zeros(len(pairs))
     start = 0
     for i, pair in enumerate(pairs):
         at = position[start:start + len(pair.rows)]
         start += len(pair.rows)
         if len(at):
-            out[i] = float(np.maximum(0.0, neighbours.other(pair.label)[at] - pair.d_match).astype(np.float32).sum())
+            if pair.label not in other:
+                other[pair.label] = neighbours.other(pair.label)
+            out[i] = pair.weight_sum(other[pair.label][at])
     return out
 
 
