@@ -31,6 +31,20 @@ from reid_engine.shortlist.global_embedding import Shortlist
 from reid_engine.store.database import GalleryImage
 
 
+def trained_cosine_is_evidence(components: Components, profile: Profile) -> bool:
+    """Whether the uncalibrated decision fuses the trained embedder's cosine as evidence."""
+    return components.trained is not None and profile.trained_embedder.weight > 0
+
+
+def fused_sources(components: Components, profile: Profile) -> list[str]:
+    """Names of the evidence sources the decision fuses with a weight > 0 when no calibration is
+    fitted: pipelines, ``[rerank]``, and the trained embedder's cosine."""
+    names = [source.name for source in components.sources() if source.weight > 0]
+    if trained_cosine_is_evidence(components, profile):
+        names.append("the trained embedder's cosine")
+    return names
+
+
 def decide_queries(components: Components, profile: Profile, queries: list[ImageRecord], gallery: list[GalleryImage],
                    scored: Shortlist, raw: dict[str, np.ndarray], top_k: int,
                    fitted: FittedCalibration | None = None) -> list[Prediction]:
@@ -47,7 +61,7 @@ def decide_queries(components: Components, profile: Profile, queries: list[Image
     elif pipelines:
         probabilities = [logistic_calibration(raw[p.name], p.midpoint, p.width) for p in pipelines]
         weights, raws, widths = [p.weight for p in pipelines], [raw[p.name] for p in pipelines], [p.width for p in pipelines]
-        if components.trained is not None and profile.trained_embedder.weight > 0:  # its cosine is evidence too
+        if trained_cosine_is_evidence(components, profile):
             s = profile.trained_embedder
             probabilities.append(logistic_calibration(scored.sim, s.calibration.midpoint, s.calibration.width))
             weights, raws, widths = weights + [s.weight], raws + [scored.sim], widths + [s.calibration.width]

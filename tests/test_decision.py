@@ -50,6 +50,36 @@ def test_run_pools_a_sequence_and_reports_each_photo_alone(tmp_path, seal_data, 
     assert all(len(answers) == 1 for answers in by_sequence.values())  # one answer per sequence
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["sequences_pooled"] >= 1 and "top1" in summary["metrics_per_photo"]
+    assert not any("fuses" in notice for notice in summary["notices"])  # one evidence source: nothing to say
+
+
+def test_uncalibrated_fusion_of_two_sources_is_said_with_the_command_that_fits_it(tmp_path, seal_data, fast_profile):
+    """Two weighted pipelines fused with the profile's hand-set calibration (nyala-dev: LightGlue
+    beside Hessian-affine ranked 0.405 fused, 0.421 and 0.429 alone) get a notice naming both and
+    `reid-engine calibrate`; a second pipeline at weight 0 does not count."""
+    second = """
+[[pipelines]]
+name = "sift-count"
+extractor = { plugin = "hessaff-rootsift", resize = 384, max_keypoints = 300 }
+matcher = { plugin = "mnn", ratio = 0.8 }
+scorer = { plugin = "match-count" }
+calibration = { midpoint = 10.0, width = 3.0 }
+weight = WEIGHT
+"""
+    for weight, said in (("1.0", True), ("0.0", False)):
+        profile = tmp_path / f"two-{weight}.toml"
+        profile.write_text(fast_profile.read_text().replace("\n[decision]", second.replace("WEIGHT", weight) + "\n[decision]"))
+        out = tmp_path / f"out-{weight}"
+        result = run_cli("run", "--profile", str(profile), "--gallery", str(seal_data.gallery_csv),
+                         "--query", str(seal_data.query_csv), "--db", str(tmp_path / "g.db"), "--out", str(out),
+                         "--no-report", "--quiet")
+        assert result.returncode == 0, result.stderr
+        notices = [n for n in json.loads((out / "summary.json").read_text())["notices"] if "fuses" in n]
+        if said:
+            assert len(notices) == 1 and "sift-mnn, sift-count" in notices[0]
+            assert "reid-engine calibrate" in notices[0] and "fuses" in result.stderr
+        else:
+            assert notices == []
 
 
 def test_sequences_setting_is_checked(tmp_path, fast_profile):

@@ -1,11 +1,13 @@
 """The simplest ArcFace fine-tune that peers report works on nyala, outside the engine's trainer.
 
-    python benchmarks/experiments/arcface_minimal.py [--epochs 6] [--size 224] [--margin 0.3] ...
+    python benchmarks/experiments/arcface_minimal.py [--epochs 6] [--size 224] [--margin 0.3] ... \
+        [--embeddings FILE.npz]
 
 ImageNet EfficientNet-Lite0 (offline weights), whole photos squashed to SIZE², plain ArcFace
 on the backbone's pooled features, AdamW, cosine schedule; trained on nyala-dev closed gallery
 photos only; after each epoch the closed queries are ranked against the gallery by cosine
-(top-1, top-5). A yardstick for ``reid-engine train embedder``: if this recipe beats it, the
+(top-1, top-5). ``--embeddings`` saves every photo's unit embedding before training (ImageNet)
+and after the last epoch, for ``global_local_fusion.py``. A yardstick for ``reid-engine train embedder``: if this recipe beats it, the
 difference is in the trainer's recipe, not in the data.
 """
 
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--norm", choices=["imagenet", "half"], default="imagenet")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--embeddings", type=Path, help="save image ids and unit embeddings (N, D) before/after")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
@@ -109,7 +112,9 @@ def main() -> None:
     state = torch.load(weight_path("efficientnet-lite0"), map_location="cpu", weights_only=True)
     target = net.state_dict()
     net.load_state_dict({k: v for k, v in zip(target.keys(), [v for k, v in state.items() if not k.startswith("_fc.")])})
-    history = [{"epoch": 0, **ranks(embed(net, images, norm, a.size), labels, query)}]
+    imagenet = embed(net, images, norm, a.size)
+    trained = imagenet
+    history = [{"epoch": 0, **ranks(imagenet, labels, query)}]
     print(history[-1], flush=True)
     train = np.flatnonzero(~query)
     head = ArcFace(net.num_features, int(labels.max()) + 1, a.margin, a.scale)
@@ -131,9 +136,13 @@ def main() -> None:
             opt.step()
             sched.step()
             losses.append(float(loss))
+        trained = embed(net, images, norm, a.size)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.time() - t,
-                        **ranks(embed(net, images, norm, a.size), labels, query)})
+                        **ranks(trained, labels, query)})
         print(history[-1], flush=True)
+    if a.embeddings:
+        ids = [r["image_id"] for r in csv.DictReader(open(DATA / "metadata.csv"))]
+        np.savez(a.embeddings, image_ids=np.array(ids), imagenet=imagenet, trained=trained)
     if a.out:
         a.out.write_text(json.dumps({"options": {k: str(v) for k, v in vars(a).items()}, "history": history}, indent=1))
 

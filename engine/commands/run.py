@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reid_engine.calibration.fit import load_calibration
 from reid_engine.components import build_components
-from reid_engine.decision import decide_queries
+from reid_engine.decision import decide_queries, fused_sources
 from reid_engine.device import resolve_device
 from reid_engine.embedding.stored import attach_trained_embedder
 from reid_engine.errors import ReidError
@@ -90,6 +90,11 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         if fitted is not None:
             notices.append(f"using the calibration fitted by `reid-engine calibrate` for profile {profile.name!r} "
                            f"(τ = {fitted.threshold:.3f}, weights {', '.join(f'{w:.2f}' for w in fitted.weights)})")
+        elif len(fused := fused_sources(components, profile)) > 1:
+            notices.append(f"profile {profile.name!r} fuses {', '.join(fused)} with the calibration and weights "
+                           "written in the profile, not fitted to your photos; together they can rank worse than the "
+                           "best of them alone. `reid-engine calibrate --species SPECIES --gallery LABELLED --db DB` "
+                           "fits them on your labelled gallery")
 
     predictions = decide_queries(components, profile, queries, gallery, scored, raw, options.top_k, fitted)
     if animals:
