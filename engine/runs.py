@@ -42,6 +42,7 @@ class RunResult:
     shortlist_sim: np.ndarray | None = None
     raw_scores: dict[str, np.ndarray] = field(default_factory=dict)
     gallery_identities: list[str] = field(default_factory=list)
+    gallery_image_ids: list[str] = field(default_factory=list)  # each gallery row's image id, as gallery_identities
     threshold: float = float("nan")
     calibration: str = "profile"
     # with [decision] sequences pooled: the metrics of each photo identified alone (``metrics`` are the pooled ones)

@@ -36,7 +36,12 @@ def main() -> None:
     gallery = sorted((r for r in rows if split[r["image_id"]] == "gallery"), key=lambda r: r["image_id"])
     queries = [r for r in rows if split[r["image_id"]] == "query"]
     index, identities, truth = cell["index"], cell["identities"], cell["truth"]
-    if [r["identity"] for r in queries] != truth.tolist() or [r["identity"] for r in gallery] != identities.tolist():
+    if "gallery_ids" in cell.files:  # cells saved from 3 Dec 2026 name their photos
+        lined_up = (cell["query_ids"].tolist() == [r["image_id"] for r in queries]
+                    and cell["gallery_ids"].tolist() == [r["image_id"] for r in gallery])
+    else:
+        lined_up = [r["identity"] for r in queries] == truth.tolist() and [r["identity"] for r in gallery] == identities.tolist()
+    if not lined_up:
         raise SystemExit(f"{args.cell}: not the closed split's queries (manifest order) and gallery (by image id)")
     row_of = {image_id: i for i, image_id in enumerate(emb["image_ids"].tolist())}
     vectors = emb[args.key]

@@ -96,12 +96,14 @@ def verified(rows: np.ndarray, query_kpts: np.ndarray, gallery_kpts: np.ndarray,
     return 0.0 if inliers is None else float(rows[inliers.ravel().astype(bool), 3].sum())
 
 
-def pairwise_scores(path: Path, g_idents: np.ndarray) -> np.ndarray:
+def pairwise_scores(path: Path, g_ids: list[str], g_idents: np.ndarray) -> np.ndarray:
     """float (Q, G) the cell's first pipeline's raw scores per gallery photo, -1 where not shortlisted.
-    The cell's gallery rows are the split's gallery photos by image id, as here (checked on their
-    identities)."""
+    The cell's gallery rows are the split's gallery photos by image id, as here (checked on its
+    ``gallery_ids``, or on the identities for cells saved before 3 Dec 2026)."""
     cell = np.load(path)
-    if not np.array_equal(cell["identities"], g_idents):
+    same = (cell["gallery_ids"].tolist() == g_ids if "gallery_ids" in cell.files
+            else np.array_equal(cell["identities"], g_idents))
+    if not same:
         raise SystemExit(f"{path}: its gallery is not the closed split's gallery by image id")
     raw = cell[next(k for k in cell.files if k.startswith("raw_"))]
     out = np.full((raw.shape[0], len(g_idents)), -1.0, np.float32)
@@ -129,7 +131,7 @@ def main() -> None:
     # the run's gallery order (the database's, by image id), so that a cell's scores line up
     gallery = sorted((r for r in rows if split[r["image_id"]] == "gallery"), key=lambda r: r["image_id"])
     g_idents = np.array([r["identity"] for r in gallery])
-    pair = pairwise_scores(args.pairwise, g_idents)[: len(queries)] if args.pairwise else None
+    pair = pairwise_scores(args.pairwise, [r["image_id"] for r in gallery], g_idents)[: len(queries)] if args.pairwise else None
     q_feats = load_features(args.db, [DATA / r["path"] for r in queries])
     g_feats = load_features(args.db, [DATA / r["path"] for r in gallery])
     all_desc = torch.cat([d for d, _ in g_feats])

@@ -294,10 +294,12 @@ def stage_accuracy(result) -> dict[str, dict[str, float]]:
 
 def save_scores(result, path: Path) -> None:
     """The cell's shortlist and raw scores, for offline fusion studies (benchmarks/experiments):
-    index int (Q, B) gallery rows, sim float (Q, B), identities (G,), truth (Q,), raw_PIPELINE (Q, B)."""
+    index int (Q, B) gallery rows, sim float (Q, B), identities (G,) and gallery_ids (G,) of the
+    gallery rows, truth (Q,) and query_ids (Q,) of the queries, raw_PIPELINE (Q, B)."""
     if result.shortlist_index is None:
         return
     np.savez(path, index=result.shortlist_index, sim=result.shortlist_sim, identities=np.array(result.gallery_identities),
+             gallery_ids=np.array(result.gallery_image_ids), query_ids=np.array([p.image_id for p in result.predictions]),
              truth=np.array([p.truth or "" for p in result.predictions]),
              **{f"raw_{name}": raw for name, raw in result.raw_scores.items()})
 

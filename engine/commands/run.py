@@ -114,6 +114,7 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
                                          if n > 1)
     result = RunResult(predictions, errors, metrics, timings, counts, notices, shortlist_index=scored.index,
                        shortlist_sim=scored.sim, raw_scores=raw, gallery_identities=identities,
+                       gallery_image_ids=[g.image_id for g in gallery],
                        threshold=fitted.confidence_threshold if fitted else profile.decision.threshold,
                        calibration="fitted (reid-engine calibrate)" if fitted else "profile (logistic)",
                        metrics_per_photo=metrics_per_photo)

@@ -47,6 +47,28 @@ def test_results_tables_and_plots(finished):
     assert all((out / "plots" / n).read_bytes().startswith(PNG) for n in names)
 
 
+def test_scores_npz_names_every_gallery_row_and_query(finished):
+    """A cell's scores.npz lines up with the photos it scored: gallery_ids[row] is the image whose
+    identity is identities[row] (the cell's database says), query_ids[q] the q-th query of
+    predictions.csv."""
+    import csv
+
+    import numpy as np
+
+    from reid_engine.store.database import GalleryDatabase
+
+    out, _ = finished
+    folder = next((out / "cells").rglob("closed/cell.json")).parent
+    scores = np.load(folder / "scores.npz")
+    with open(next(folder.rglob("predictions.csv")), newline="") as handle:
+        predicted = [row["image_id"] for row in csv.DictReader(handle)]
+    assert scores["query_ids"].tolist() == predicted and len(scores["truth"]) == len(predicted)
+    with GalleryDatabase(folder / "gallery.db") as db:
+        identity_of = {g.image_id: g.identity for g in db.gallery()}
+    assert [identity_of[i] for i in scores["gallery_ids"].tolist()] == scores["identities"].tolist()
+    assert len(set(scores["gallery_ids"].tolist())) == len(scores["gallery_ids"]) > scores["index"].max()
+
+
 def test_resume_after_a_killed_run_reruns_only_the_unfinished_cell(finished, fast_profile):
     out, _ = finished
     closed = next((out / "cells").rglob("closed/cell.json"))
