@@ -438,6 +438,13 @@ def builtin_profiles() -> dict[str, Path]:
     }
 
 
+def profile_argument(profile: Profile) -> str:
+    """How a command names ``profile``: ``--species NAME`` for a shipped one, else ``--profile FILE``."""
+    shipped = builtin_profiles().get(profile.name)
+    return f"--species {profile.name}" if shipped is not None and str(shipped) == profile.source \
+        else f"--profile {profile.source}"
+
+
 def resolve_profile(species: str | None, profile_file: Path | None) -> tuple[Profile, str | None]:
     """The profile for a run and an optional notice (e.g. the generic fallback)."""
     if profile_file is not None:

@@ -77,7 +77,8 @@ weight = WEIGHT
         notices = [n for n in json.loads((out / "summary.json").read_text())["notices"] if "fuses" in n]
         if said:
             assert len(notices) == 1 and "sift-mnn, sift-count" in notices[0]
-            assert "reid-engine calibrate" in notices[0] and "fuses" in result.stderr
+            assert f"reid-engine calibrate --profile {profile} --gallery LABELLED --db {tmp_path / 'g.db'}" in notices[0]
+            assert "fuses" in result.stderr
         else:
             assert notices == []
 

@@ -28,6 +28,7 @@ from reid_engine.outputs.tables import write_errors
 from reid_engine.progress import Progress, timed
 from reid_engine.records import ImageError
 from reid_engine.registry import PluginTable
+from reid_engine.registry.profiles import profile_argument
 from reid_engine.runs import RunOptions, RunResult
 from reid_engine.scoring.stage import shortlist_and_score
 from reid_engine.store.database import GalleryDatabase
@@ -93,8 +94,8 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
         elif len(fused := fused_sources(components, profile)) > 1:
             notices.append(f"profile {profile.name!r} fuses {', '.join(fused)} with the calibration and weights "
                            "written in the profile, not fitted to your photos; together they can rank worse than the "
-                           "best of them alone. `reid-engine calibrate --species SPECIES --gallery LABELLED --db DB` "
-                           "fits them on your labelled gallery")
+                           f"best of them alone. `reid-engine calibrate {profile_argument(profile)} --gallery LABELLED "
+                           f"--db {options.db}` fits them on your labelled gallery")
 
     predictions = decide_queries(components, profile, queries, gallery, scored, raw, options.top_k, fitted)
     if animals:

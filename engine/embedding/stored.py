@@ -19,7 +19,7 @@ from reid_engine.components import Built, Components, build_plugin
 from reid_engine.errors import ReidError
 from reid_engine.records import LoadedImage, LocalFeatures
 from reid_engine.registry import PluginTable, config_hash
-from reid_engine.registry.profiles import Profile, builtin_profiles
+from reid_engine.registry.profiles import Profile, profile_argument
 from reid_engine.store.database import GalleryDatabase
 
 MODEL_KIND = "embedder"
@@ -53,10 +53,7 @@ class EmbeddingAsFeatures:
 
 def train_command(profile: Profile) -> str:
     """The command that trains an embedder for ``profile`` (shipped: --species, else --profile)."""
-    shipped = builtin_profiles().get(profile.name)
-    which = f"--species {profile.name}" if shipped is not None and str(shipped) == profile.source \
-        else f"--profile {profile.source}"
-    return f"reid-engine train embedder {which} --gallery LABELLED --db DB"
+    return f"reid-engine train embedder {profile_argument(profile)} --gallery LABELLED --db DB"
 
 
 def attach_trained_embedder(db: GalleryDatabase, profile: Profile, components: Components, table: PluginTable,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reid_engine.benchmark import harness
 from reid_engine.benchmark.harness import BenchmarkOptions, benchmark
 from reid_engine.errors import ReidError
+from reid_engine.store.database import GalleryDatabase
 from tests.conftest import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -51,12 +54,6 @@ def test_scores_npz_names_every_gallery_row_and_query(finished):
     """A cell's scores.npz lines up with the photos it scored: gallery_ids[row] is the image whose
     identity is identities[row] (the cell's database says), query_ids[q] the q-th query of
     predictions.csv."""
-    import csv
-
-    import numpy as np
-
-    from reid_engine.store.database import GalleryDatabase
-
     out, _ = finished
     folder = next((out / "cells").rglob("closed/cell.json")).parent
     scores = np.load(folder / "scores.npz")

@@ -22,6 +22,7 @@ from reid_engine.registry.profiles import (
     builtin_profiles,
     load_profile_file,
     parse_profile,
+    profile_argument,
 )
 
 FULL = {
@@ -91,3 +92,11 @@ def test_each_settings_field_is_a_key_and_the_top_level_tables_are_the_profile_f
 def test_shipped_profiles_still_parse():
     for name, path in builtin_profiles().items():
         assert load_profile_file(path).name
+
+
+def test_a_command_names_a_shipped_profile_by_species_and_any_other_by_its_file(tmp_path):
+    shipped = builtin_profiles()["nyala"]
+    assert profile_argument(load_profile_file(shipped)) == "--species nyala"
+    copy_of_it = tmp_path / "nyala.toml"  # same name, not the shipped file
+    copy_of_it.write_text(shipped.read_text())
+    assert profile_argument(load_profile_file(copy_of_it)) == f"--profile {copy_of_it}"
