@@ -8,6 +8,7 @@ and the choices. Plugin options are checked later against each plugin's config d
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -442,7 +443,7 @@ def profile_argument(profile: Profile) -> str:
     """How a command names ``profile``: ``--species NAME`` for a shipped one, else ``--profile FILE``."""
     shipped = builtin_profiles().get(profile.name)
     return f"--species {profile.name}" if shipped is not None and str(shipped) == profile.source \
-        else f"--profile {profile.source}"
+        else f"--profile {shlex.quote(profile.source)}"
 
 
 def resolve_profile(species: str | None, profile_file: Path | None) -> tuple[Profile, str | None]:

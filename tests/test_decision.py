@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from reid_engine.calibration.fusion import IdentityScore
-from reid_engine.decision import pool_rankings
+from reid_engine.decision import fused_sources, pool_rankings, trained_cosine_is_evidence
 from reid_engine.registry.profiles import load_profile_file
 from tests.conftest import run_cli
 
@@ -54,9 +55,9 @@ def test_run_pools_a_sequence_and_reports_each_photo_alone(tmp_path, seal_data, 
 
 
 def test_uncalibrated_fusion_of_two_sources_is_said_with_the_command_that_fits_it(tmp_path, seal_data, fast_profile):
-    """Two weighted pipelines fused with the profile's hand-set calibration (nyala-dev: LightGlue
-    beside Hessian-affine ranked 0.405 fused, 0.421 and 0.429 alone) get a notice naming both and
-    `reid-engine calibrate`; a second pipeline at weight 0 does not count."""
+    """Two weighted pipelines fused with the profile's hand-set calibration (nyala-dev: a trained
+    embedder's cosine fused beside Hessian-affine took top-1 from 0.389 to 0.238) get a notice
+    naming both and `reid-engine calibrate`; a second pipeline at weight 0 does not count."""
     second = """
 [[pipelines]]
 name = "sift-count"
@@ -89,3 +90,24 @@ def test_sequences_setting_is_checked(tmp_path, fast_profile):
     with pytest.raises(Exception, match="sequences"):
         load_profile_file(bad)
     assert load_profile_file(fast_profile).decision.sequences == "off"  # the default
+
+
+def test_fused_sources_are_what_the_uncalibrated_decision_weighs():
+    """Pipelines and [rerank] count with weight > 0; the trained embedder's cosine counts when one
+    is attached and [trained_embedder].weight > 0 (as shortlist only, weight 0, it does not)."""
+    def source(name, weight):
+        return SimpleNamespace(name=name, weight=weight)
+
+    def components(sources, trained):
+        return SimpleNamespace(sources=lambda: sources, trained=trained)
+
+    def profile(weight):
+        return SimpleNamespace(trained_embedder=SimpleNamespace(weight=weight))
+
+    pipelines = [source("a", 1.0), source("b", 0.0)]
+    assert fused_sources(components(pipelines, None), profile(1.0)) == ["a"]
+    assert fused_sources(components([*pipelines, source("inlier-fisher", 0.0)], object()), profile(0.0)) == ["a"]
+    assert fused_sources(components([*pipelines, source("inlier-fisher", 0.5)], object()), profile(1.0)) == [
+        "a", "inlier-fisher", "the trained embedder's cosine"]
+    assert not trained_cosine_is_evidence(components(pipelines, None), profile(1.0))
+    assert trained_cosine_is_evidence(components(pipelines, object()), profile(0.5))

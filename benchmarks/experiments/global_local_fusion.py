@@ -49,7 +49,7 @@ def main() -> None:
     g = vectors[[row_of[r["image_id"]] for r in gallery]]
     cosine = np.einsum("qd,qbd->qb", q, g[index])  # (Q, B) over the cell's shortlist
     local_key = next(k for k in cell.files if k.startswith("raw_"))
-    local = cell[local_key]
+    local = np.nan_to_num(cell[local_key], nan=-1.0)  # a pair without features scores below any scored one
     table = [(f"{local_key} alone", local), (f"cosine ({args.key}) alone, same shortlist", cosine)]
     for w in (0.1, 0.25, 0.5, 1.0):
         table.append((f"z-sum, cosine weight {w}", per_query_z(local) + w * per_query_z(cosine)))

@@ -17,8 +17,8 @@ feature counts once per gallery photo, with its best neighbour there. Two scores
 
 * ``lnbnn``: the sum of its votes;
 * ``verified``: for the ``--verify`` photos with the most votes, the votes of the
-  correspondences a homography (MAGSAC, 1.5 % of 768 px, as the engine's ``ransac-inliers``)
-  keeps; 0 for the rest.
+  correspondences a homography (MAGSAC, 1.5 % of the gallery photo's longer side, as the
+  engine's ``ransac-inliers``) keeps; 0 for the rest.
 
 An identity scores as its best photo. With ``--pairwise`` (a cell's ``scores.npz``: its
 first ``raw_*`` pipeline over its shortlist, unshortlisted photos last), the script also
@@ -47,8 +47,9 @@ from reid_engine.store.database import GalleryDatabase, content_hash
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyala-dev"
 
 
-def load_features(db_path: Path, paths: list[Path]) -> list[tuple[torch.Tensor, np.ndarray]]:
-    """(unit descriptors float (N, 128), keypoints float (N, 2)) of each photo, from the db's blobs."""
+def load_features(db_path: Path, paths: list[Path]) -> list[tuple[torch.Tensor, np.ndarray, float]]:
+    """(unit descriptors float (N, 128), keypoints float (N, 2), longer side in px) of each photo,
+    from the db's blobs."""
     index = sqlite3.connect(db_path).execute(
         "select content_hash, key, config_hash from features where plugin = 'hessaff-rootsift'").fetchall()
     configs = {row[2] for row in index}
@@ -63,7 +64,7 @@ def load_features(db_path: Path, paths: list[Path]) -> list[tuple[torch.Tensor, 
                 raise SystemExit(f"{path}: no cached hessaff-rootsift features in {db_path}")
             arrays = db.get_features(key)
             desc = torch.nn.functional.normalize(torch.as_tensor(arrays["desc"], dtype=torch.float32), dim=1)
-            out.append((desc, np.asarray(arrays["kpts"], np.float64)))
+            out.append((desc, np.asarray(arrays["kpts"], np.float64), float(max(arrays["image_hw"]))))
     return out
 
 
@@ -71,7 +72,8 @@ def votes(query: torch.Tensor, gallery: torch.Tensor, photo: np.ndarray, local: 
     """float (V, 4) rows (query feature, gallery photo, feature in that photo, LNBNN weight): each
     query feature's best neighbour in each photo among its k nearest over the whole gallery.
     query (n, D), gallery (M, D) unit rows; photo/local int (M,) each gallery row's photo and row in it."""
-    sims, rows = (query @ gallery.T).topk(k + 1, dim=1)
+    found = [(query[i:i + 256] @ gallery.T).topk(k + 1, dim=1) for i in range(0, len(query), 256)]  # ~1 GB a chunk
+    sims, rows = torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
     dist = (2 - 2 * sims).clamp_min(0).sqrt()
     weight = (dist[:, k:] - dist[:, :k]).clamp_min(0).numpy()
     rows = rows[:, :k].numpy()
@@ -84,7 +86,8 @@ def votes(query: torch.Tensor, gallery: torch.Tensor, photo: np.ndarray, local: 
 
 
 def verified(rows: np.ndarray, query_kpts: np.ndarray, gallery_kpts: np.ndarray, side: float) -> float:
-    """Sum of the LNBNN weights of the correspondences (rows of ``votes``) a homography keeps."""
+    """Sum of the LNBNN weights of the correspondences (rows of ``votes``) a homography keeps, at
+    the engine's ``ransac-inliers`` threshold: 1.5 % of the gallery photo's longer side."""
     if len(rows) < 5:
         return 0.0
     cv2.setRNGSeed(0)
@@ -96,18 +99,23 @@ def verified(rows: np.ndarray, query_kpts: np.ndarray, gallery_kpts: np.ndarray,
     return 0.0 if inliers is None else float(rows[inliers.ravel().astype(bool), 3].sum())
 
 
-def pairwise_scores(path: Path, g_ids: list[str], g_idents: np.ndarray) -> np.ndarray:
-    """float (Q, G) the cell's first pipeline's raw scores per gallery photo, -1 where not shortlisted.
-    The cell's gallery rows are the split's gallery photos by image id, as here (checked on its
-    ``gallery_ids``, or on the identities for cells saved before 3 Dec 2026)."""
+def pairwise_scores(path: Path, g_ids: list[str], g_idents: np.ndarray, q_ids: list[str],
+                    q_idents: np.ndarray) -> np.ndarray:
+    """float (Q, G) the cell's first pipeline's raw scores per gallery photo, -1 where not shortlisted
+    or not scored. The cell's rows must be these queries (manifest order) and its gallery rows these
+    gallery photos (by image id): checked on its ``gallery_ids`` / ``query_ids``, or on the
+    identities for cells saved before 3 Dec 2026."""
     cell = np.load(path)
-    same = (cell["gallery_ids"].tolist() == g_ids if "gallery_ids" in cell.files
-            else np.array_equal(cell["identities"], g_idents))
+    if "gallery_ids" in cell.files:
+        same = cell["gallery_ids"].tolist() == g_ids and cell["query_ids"].tolist()[: len(q_ids)] == q_ids
+    else:
+        same = np.array_equal(cell["identities"], g_idents) and np.array_equal(cell["truth"][: len(q_ids)], q_idents)
     if not same:
-        raise SystemExit(f"{path}: its gallery is not the closed split's gallery by image id")
-    raw = cell[next(k for k in cell.files if k.startswith("raw_"))]
-    out = np.full((raw.shape[0], len(g_idents)), -1.0, np.float32)
-    np.put_along_axis(out, cell["index"], raw, axis=1)
+        raise SystemExit(f"{path}: its queries or gallery are not the closed split's (queries in manifest order, "
+                         "gallery by image id)")
+    raw = np.nan_to_num(cell[next(k for k in cell.files if k.startswith("raw_"))][: len(q_ids)], nan=-1.0)
+    out = np.full((len(q_ids), len(g_idents)), -1.0, np.float32)
+    np.put_along_axis(out, cell["index"][: len(q_ids)], raw, axis=1)
     return out
 
 
@@ -131,20 +139,21 @@ def main() -> None:
     # the run's gallery order (the database's, by image id), so that a cell's scores line up
     gallery = sorted((r for r in rows if split[r["image_id"]] == "gallery"), key=lambda r: r["image_id"])
     g_idents = np.array([r["identity"] for r in gallery])
-    pair = pairwise_scores(args.pairwise, [r["image_id"] for r in gallery], g_idents)[: len(queries)] if args.pairwise else None
+    pair = (pairwise_scores(args.pairwise, [r["image_id"] for r in gallery], g_idents, [r["image_id"] for r in queries],
+                            np.array([r["identity"] for r in queries])) if args.pairwise else None)
     q_feats = load_features(args.db, [DATA / r["path"] for r in queries])
     g_feats = load_features(args.db, [DATA / r["path"] for r in gallery])
-    all_desc = torch.cat([d for d, _ in g_feats])
-    photo = np.concatenate([np.full(len(d), j) for j, (d, _) in enumerate(g_feats)])
-    local = np.concatenate([np.arange(len(d)) for d, _ in g_feats])
+    all_desc = torch.cat([d for d, _, _ in g_feats])
+    photo = np.concatenate([np.full(len(d), j) for j, (d, _, _) in enumerate(g_feats)])
+    local = np.concatenate([np.arange(len(d)) for d, _, _ in g_feats])
     lnbnn = np.zeros((len(queries), len(gallery)), np.float32)
     checked = np.zeros_like(lnbnn)
     start = time.perf_counter()
-    for qi, (desc, kpts) in enumerate(q_feats):
+    for qi, (desc, kpts, _) in enumerate(q_feats):
         found = votes(desc, all_desc, photo, local, args.k)
         np.add.at(lnbnn[qi], found[:, 1].astype(int), found[:, 3])
         for j in np.argsort(-lnbnn[qi])[: args.verify]:
-            checked[qi, j] = verified(found[found[:, 1] == j], kpts, g_feats[j][1], 768.0)
+            checked[qi, j] = verified(found[found[:, 1] == j], kpts, g_feats[j][1], g_feats[j][2])
     seconds = (time.perf_counter() - start) / len(queries)
     truth = np.array([r["identity"] for r in queries])
     scores = {"lnbnn": lnbnn, f"lnbnn + homography (top {args.verify})": checked + 1e-3 * lnbnn}
@@ -157,8 +166,9 @@ def main() -> None:
         base = rank_of_truth(pair, g_idents, truth)
         result["scores"]["pairwise (the cell's)"] = summary(base)
         for name, s in scores.items():
-            ident_rank = [np.argsort(np.argsort(-x, 1, kind="stable"), 1) for x in (pair, s)]
-            fused = sum(1.0 / (20 + r) for r in ident_rank)
+            photo_rank = [np.argsort(np.argsort(-pair, 1, kind="stable"), 1), np.argsort(np.argsort(-s, 1, kind="stable"), 1)]
+            photo_rank[0] = np.where(pair < 0, pair.shape[1], photo_rank[0])  # not shortlisted: one shared last rank
+            fused = sum(1.0 / (20 + r) for r in photo_rank)
             result["scores"][f"rrf(pairwise, {name})"] = summary(rank_of_truth(fused, g_idents, truth))
             result.setdefault("paired_top1_vs_pairwise", {})[name] = {
                 "better": int(((ranks[name] == 0) & (base > 0)).sum()), "worse": int(((ranks[name] > 0) & (base == 0)).sum())}

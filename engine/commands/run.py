@@ -7,6 +7,7 @@ of the shortlisted pairs only → calibration + fusion → per-identity decision
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from collections import Counter
 from pathlib import Path
@@ -95,7 +96,7 @@ def run(options: RunOptions, table: PluginTable | None = None, progress: bool = 
             notices.append(f"profile {profile.name!r} fuses {', '.join(fused)} with the calibration and weights "
                            "written in the profile, not fitted to your photos; together they can rank worse than the "
                            f"best of them alone. `reid-engine calibrate {profile_argument(profile)} --gallery LABELLED "
-                           f"--db {options.db}` fits them on your labelled gallery")
+                           f"--db {shlex.quote(str(options.db))}` fits them on your labelled gallery")
 
     predictions = decide_queries(components, profile, queries, gallery, scored, raw, options.top_k, fitted)
     if animals:

@@ -51,9 +51,9 @@ def test_results_tables_and_plots(finished):
 
 
 def test_scores_npz_names_every_gallery_row_and_query(finished):
-    """A cell's scores.npz lines up with the photos it scored: gallery_ids[row] is the image whose
-    identity is identities[row] (the cell's database says), query_ids[q] the q-th query of
-    predictions.csv."""
+    """A cell's scores.npz names the photos it scored: gallery_ids and identities are the run's
+    gallery rows in its order (the cell database's), query_ids the queries in predictions.csv's
+    order (the order of index's and truth's rows)."""
     out, _ = finished
     folder = next((out / "cells").rglob("closed/cell.json")).parent
     scores = np.load(folder / "scores.npz")
@@ -61,9 +61,10 @@ def test_scores_npz_names_every_gallery_row_and_query(finished):
         predicted = [row["image_id"] for row in csv.DictReader(handle)]
     assert scores["query_ids"].tolist() == predicted and len(scores["truth"]) == len(predicted)
     with GalleryDatabase(folder / "gallery.db") as db:
-        identity_of = {g.image_id: g.identity for g in db.gallery()}
-    assert [identity_of[i] for i in scores["gallery_ids"].tolist()] == scores["identities"].tolist()
-    assert len(set(scores["gallery_ids"].tolist())) == len(scores["gallery_ids"]) > scores["index"].max()
+        gallery = db.gallery()  # the run's gallery rows, in its order
+    assert scores["gallery_ids"].tolist() == [g.image_id for g in gallery]
+    assert scores["identities"].tolist() == [g.identity for g in gallery]
+    assert len(gallery) > scores["index"].max()
 
 
 def test_resume_after_a_killed_run_reruns_only_the_unfinished_cell(finished, fast_profile):
