@@ -69,7 +69,8 @@ weight = WEIGHT
 """
     for weight, said in (("1.0", True), ("0.0", False)):
         profile = tmp_path / f"two-{weight}.toml"
-        profile.write_text(fast_profile.read_text().replace("\n[decision]", second.replace("WEIGHT", weight) + "\n[decision]"))
+        tables = second.replace("WEIGHT", weight) + "\n[decision]"
+        profile.write_text(fast_profile.read_text().replace("\n[decision]", tables))
         out = tmp_path / f"out-{weight}"
         result = run_cli("run", "--profile", str(profile), "--gallery", str(seal_data.gallery_csv),
                          "--query", str(seal_data.query_csv), "--db", str(tmp_path / "g.db"), "--out", str(out),
@@ -78,7 +79,8 @@ weight = WEIGHT
         notices = [n for n in json.loads((out / "summary.json").read_text())["notices"] if "fuses" in n]
         if said:
             assert len(notices) == 1 and "sift-mnn, sift-count" in notices[0]
-            assert f"reid-engine calibrate --profile {profile} --gallery LABELLED --db {tmp_path / 'g.db'}" in notices[0]
+            command = f"reid-engine calibrate --profile {profile} --gallery LABELLED --db {tmp_path / 'g.db'}"
+            assert command in notices[0]
             assert "fuses" in result.stderr
         else:
             assert notices == []

@@ -40,7 +40,8 @@ def main() -> None:
         lined_up = (cell["query_ids"].tolist() == [r["image_id"] for r in queries]
                     and cell["gallery_ids"].tolist() == [r["image_id"] for r in gallery])
     else:
-        lined_up = [r["identity"] for r in queries] == truth.tolist() and [r["identity"] for r in gallery] == identities.tolist()
+        lined_up = ([r["identity"] for r in queries] == truth.tolist()
+                    and [r["identity"] for r in gallery] == identities.tolist())
     if not lined_up:
         raise SystemExit(f"{args.cell}: not the closed split's queries (manifest order) and gallery (by image id)")
     row_of = {image_id: i for i, image_id in enumerate(emb["image_ids"].tolist())}

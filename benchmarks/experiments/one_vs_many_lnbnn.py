@@ -166,12 +166,13 @@ def main() -> None:
         base = rank_of_truth(pair, g_idents, truth)
         result["scores"]["pairwise (the cell's)"] = summary(base)
         for name, s in scores.items():
-            photo_rank = [np.argsort(np.argsort(-pair, 1, kind="stable"), 1), np.argsort(np.argsort(-s, 1, kind="stable"), 1)]
+            photo_rank = [np.argsort(np.argsort(-x, 1, kind="stable"), 1) for x in (pair, s)]
             photo_rank[0] = np.where(pair < 0, pair.shape[1], photo_rank[0])  # not shortlisted: one shared last rank
             fused = sum(1.0 / (20 + r) for r in photo_rank)
             result["scores"][f"rrf(pairwise, {name})"] = summary(rank_of_truth(fused, g_idents, truth))
             result.setdefault("paired_top1_vs_pairwise", {})[name] = {
-                "better": int(((ranks[name] == 0) & (base > 0)).sum()), "worse": int(((ranks[name] > 0) & (base == 0)).sum())}
+                "better": int(((ranks[name] == 0) & (base > 0)).sum()),
+                "worse": int(((ranks[name] > 0) & (base == 0)).sum())}
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
