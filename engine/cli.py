@@ -667,6 +667,7 @@ def train_embedder_command(
     init: Optional[Path] = typer.Option(None, "--init", help="start from this checkpoint (a timm state dict of the backbone, or an embedder file) instead of ImageNet"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="at most this many epochs (early stopping on held-out mAP) [default: the profile's]"),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="square input side in px [default: the profile's]"),
+    dim: int = typer.Option(512, "--dim", min=0, help="embedding width (a linear + BN neck on the pooled features); 0: no neck, the backbone's pooled features as they are (e.g. a pretrained re-ID backbone with --epochs 0)"),
     batch_p: int = typer.Option(8, "--batch-p", min=2, help="identities per batch"),
     batch_k: int = typer.Option(4, "--batch-k", min=1, help="photos per identity in a batch"),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="learning rate of the head (the backbone gets 0.3x)"),
@@ -690,7 +691,7 @@ def train_embedder_command(
     profile = _profile(species, profile_file)
     options = options_from_profile(
         profile, db=db, gallery=gallery, split=split, method=method, backbone=backbone, init=init, epochs=epochs,
-        image_size=image_size, batch_p=batch_p, batch_k=batch_k, lr=lr, val_share=val_share, patience=patience,
+        image_size=image_size, dim=dim, batch_p=batch_p, batch_k=batch_k, lr=lr, val_share=val_share, patience=patience,
         flip=flip, out=out, checkpoint=checkpoint, resume=resume, device=resolve_device(device), seed=seed)
     log = (lambda line: None) if quiet else (lambda line: err_console.print(escape(line), highlight=False))
     result = train_embedder(options, _table(), log=log, progress=not quiet and sys.stderr.isatty())
@@ -714,8 +715,15 @@ def train_embedder_command(
     out_console.print(t)
     out_console.print(escape(f"training {result.seconds_training:.0f} s, loading {result.seconds_loading:.0f} s, "
                              f"peak memory {result.peak_rss_mb:.0f} MB"))
+    settings = options.profile.trained_embedder
+    if settings is not None and settings.use != "never":
+        uses = f"`reid-engine run --db {db}` with this profile uses it"
+    else:  # the run would not: say how to make it
+        why = "no [trained_embedder] table" if settings is None else "use = \"never\" in its [trained_embedder] table"
+        uses = (f"runs with this profile do not use it ({why}, {options.profile.source}): copy the profile, set "
+                "use = \"when-trained\" there and pass it with --profile FILE")
     out_console.print(escape(f"stored in {db} for profile {options.profile.name!r} (model {result.model_sha256[:12]}); "
-                             f"`reid-engine run --db {db}` with this profile uses it"))
+                             + uses))
     if result.out is not None:
         out_console.print(escape(f"model file: {result.out}"))
 

@@ -1,4 +1,10 @@
-"""The re-ID embedding network: a timm backbone, GeM pooling and a linear + BN neck.
+"""The re-ID embedding network: a timm backbone, GeM pooling and a linear + BN neck (none with
+``spec.neck`` False: the pooled features are the embedding, e.g. a pretrained re-ID backbone as it is).
+
+Pooling (``spec.pooling``): ``gem`` for backbones whose features are maps (N, C, H, W) (CNNs);
+``timm``, the backbone's own pooling (``backbone(x)`` of a timm model built with
+``num_classes=0``), for those whose features are not: Swin's (N, H, W, C) (MegaDescriptor),
+ViT's tokens (N, T, C). ``pooling_for`` finds which from the shapes alone (meta tensors).
 
 ``ReidNet(x)``: x float32 (N, 3, S, S), normalised with ``spec.mean``/``spec.std`` → float32
 (N, dim), rows L2-normalised. A Landmark-Id net (``spec.landmarks`` names K landmarks, seed
@@ -14,6 +20,7 @@ random weights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -54,6 +61,8 @@ class EmbedderSpec:
     heatmap_radius: float = 0.05  # heatmap disk radius, share of the image side
     dve_dim: int = 0  # DVE: width of the dense part-aware descriptor head at stride 8 (0: none)
     orientations: tuple[str, ...] = ()  # DVE: the orientation head's classes (e.g. left, right)
+    pooling: str = "gem"  # "gem" over (N, C, H, W) maps, or "timm": the backbone's own (``pooling_for``)
+    neck: bool = True  # Linear + BN to ``dim``; False: the pooled features themselves (``dim`` = their width)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -78,21 +87,28 @@ class GeM(nn.Module):
 
 
 class ReidNet(nn.Module):
-    """Backbone → GeM → Linear → BatchNorm → L2 normalise (see the module docstring)."""
+    """Backbone → GeM (or the backbone's own pooling) → Linear → BatchNorm → L2 normalise (see the
+    module docstring)."""
 
     def __init__(self, spec: EmbedderSpec) -> None:
         super().__init__()
-        import timm
-
         self.spec = spec
         k = len(spec.landmarks)
-        try:
-            self.backbone = timm.create_model(spec.backbone, pretrained=False, num_classes=0, global_pool="",
-                                              in_chans=3 + k)
-        except RuntimeError as exc:  # timm: "Unknown model (...)"
-            raise UsageError(f"--backbone {spec.backbone!r}: {exc}; any name `timm.list_models()` gives works") from None
-        self.pool = GeM()
-        self.neck = nn.Sequential(nn.Linear(self.backbone.num_features, spec.dim, bias=False), nn.BatchNorm1d(spec.dim))
+        if spec.pooling not in POOLINGS:
+            raise ReidError(f"embedder pooling {spec.pooling!r} is not one of {', '.join(POOLINGS)}")
+        if spec.pooling != "gem" and (k or spec.dve_dim):
+            raise UsageError(f"--method {spec.method}: needs a backbone whose features are (N, C, H, W) maps (a CNN "
+                             f"such as tf_efficientnet_lite0); {spec.backbone} pools its own features")
+        self.backbone = create_backbone(spec.backbone, spec.pooling, 3 + k)
+        self.pool = GeM() if spec.pooling == "gem" else None
+        if spec.neck:
+            self.neck = nn.Sequential(nn.Linear(self.backbone.num_features, spec.dim, bias=False),
+                                      nn.BatchNorm1d(spec.dim))
+        elif spec.dim == self.backbone.num_features:
+            self.neck = nn.Identity()
+        else:
+            raise ReidError(f"embedder without a neck: dim {spec.dim} must be {spec.backbone}'s "
+                            f"{self.backbone.num_features} features")
         if k:
             self.locator = _locator(self.backbone.num_features, k)
             self.reconstruct = HeatmapDecoder(spec.dim, k)
@@ -122,6 +138,8 @@ class ReidNet(nn.Module):
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, 3 + K, S, S) → the neck's output (N, dim), not yet normalised."""
+        if self.pool is None:  # "timm": the backbone pools its own features (N, num_features)
+            return self.neck(self.backbone(x))
         return self.neck(self.pool(self.backbone.forward_features(x)))
 
     def locate(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,6 +166,42 @@ class ReidNet(nn.Module):
                 heatmaps = g * heatmaps + (1 - g) * self.predicted_heatmaps(x)
             x = torch.cat([x, heatmaps.to(x.dtype)], 1)
         return nn.functional.normalize(self.embedding(x), dim=1)
+
+
+POOLINGS = ("gem", "timm")
+
+
+def create_backbone(name: str, pooling: str, in_chans: int = 3, device: str | None = None) -> nn.Module:
+    """timm's ``name`` without its classifier: unpooled for ``gem``, with its own pooling for ``timm``."""
+    import timm
+
+    pool = {"global_pool": ""} if pooling == "gem" else {}
+    try:
+        with torch.device(device) if device else contextlib.nullcontext():
+            return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **pool)
+    except RuntimeError as exc:  # timm: "Unknown model (...)"
+        raise UsageError(f"--backbone {name!r}: {exc}; any name `timm.list_models()` gives works") from None
+
+
+def feature_count(backbone: str) -> int:
+    """Width of timm's ``backbone``'s pooled features (``num_features``), from a meta-device model."""
+    return int(create_backbone(backbone, "gem", device="meta").num_features)
+
+
+def pooling_for(backbone: str, image_size: int, in_chans: int = 3) -> str:
+    """``gem`` when timm's ``backbone`` turns (1, in_chans, S, S) photos into (1, C, H, W) maps of its
+    ``num_features`` channels, else ``timm`` (Swin's maps are (1, H, W, C), ViT's tokens (1, T, C)).
+    Worked out on meta tensors: no weights, no arithmetic. A backbone that cannot take S-px photos
+    (a ViT or Swin built for another size) fails here with a message naming ``--image-size``."""
+    net = create_backbone(backbone, "gem", in_chans, device="meta")
+    try:
+        with torch.device("meta"):
+            shape = tuple(net.forward_features(torch.empty(1, in_chans, image_size, image_size)).shape)
+    except (AssertionError, RuntimeError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(f"--backbone {backbone!r} cannot take {image_size}-px photos ({reason}); pass the "
+                         "--image-size it was built for (e.g. 224 for *_224, 384 for *_384)") from None
+    return "gem" if len(shape) == 4 and shape[1] == net.num_features else "timm"
 
 
 def _stride8_tap(backbone: nn.Module) -> tuple[str, int]:
@@ -231,31 +285,59 @@ def _widened(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def init_from_file(net: ReidNet, path: Path) -> str:
     """Start from a user's checkpoint: a reid-engine embedder file, or a timm state dict of the
-    backbone (``{'state_dict': ...}`` or plain; keys may carry a ``backbone.``/``model.`` prefix)."""
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UsageError(f"--init {path}: file not found") from None
-    except Exception as exc:  # noqa: BLE001 - pickles, truncated files, other formats
-        raise UsageError(f"--init {path}: not a torch checkpoint ({type(exc).__name__}: {exc})") from None
-    if isinstance(payload, dict) and payload.get("meta", {}).get("format") == FORMAT:
+    backbone: a torch file (``{'state_dict': ...}`` or plain) or ``.safetensors`` (as the Hugging
+    Face hub serves MegaDescriptor and MiewID). The backbone's tensors may carry a prefix
+    (``backbone.``, ``model.``, ``module.``, ...) beside other tensors (a MiewID file's pooling,
+    neck and ArcFace head): the prefix under which most of them fit is used."""
+    payload = _read_checkpoint(Path(path))
+    if isinstance(payload, dict) and isinstance(payload.get("meta"), dict) and payload["meta"].get("format") == FORMAT:
         result = net.load_state_dict(payload["state_dict"], strict=False)
         if result.missing_keys:
             raise UsageError(f"--init {path}: a reid-engine embedder of another shape (missing {result.missing_keys[0]})")
         return str(path)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise UsageError(f"--init {path}: expected a state dict")
-    for prefix in ("backbone.", "model.", "module."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"--init {path}: expected a state dict (tensor names → tensors)")
     own = net.backbone.state_dict()
-    fitting = {k: _widened(v, own[k]) for k, v in state.items() if k in own and _fits(v, own[k])}
+    fitting = max((_fitting(state, prefix, own) for prefix in _prefixes(state)), key=len)
     if len(fitting) < 0.9 * len(own):
         raise UsageError(f"--init {path}: only {len(fitting)} of the {len(own)} tensors of {net.spec.backbone} are "
                          "in it; pass --backbone with the architecture the file was trained as")
     net.backbone.load_state_dict(fitting, strict=False)
     return str(path)
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """A torch file's payload, or a safetensors file's tensors; one UsageError line otherwise."""
+    if not path.is_file():
+        raise UsageError(f"--init {path}: file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own errors on damaged files
+            raise UsageError(f"--init {path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickles, truncated files, other formats
+        raise UsageError(f"--init {path}: not a torch checkpoint ({type(exc).__name__}: {exc}); "
+                         "a safetensors file must end in .safetensors") from None
+
+
+def _prefixes(state: dict[str, torch.Tensor]) -> list[str]:
+    """'' and every first dotted component of the names (``backbone.``, ``model.``, ...)."""
+    return ["", *sorted({k.split(".", 1)[0] + "." for k in state if "." in k})]
+
+
+def _fitting(state: dict[str, torch.Tensor], prefix: str, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix`` + a name of ``own`` with a shape that fits it, under ``own``'s names."""
+    out = {}
+    for k, v in state.items():
+        name = k[len(prefix):] if k.startswith(prefix) else None
+        if name in own and _fits(v, own[name]):
+            out[name] = _widened(v, own[name])
+    return out
 
 
 # -- serialisation: a file (torch.save) and gallery-database arrays --------------------------

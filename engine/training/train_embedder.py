@@ -473,13 +473,17 @@ def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: Tra
                   landmarks: tuple[str, ...] = (), orientations: tuple[str, ...] = ()) -> Trainee:
     """Seeded net (its starting weights named in ``result.init``), head, AdamW and the LR schedule."""
     _seed_everything(options.seed)
-    spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=options.dim, image_size=options.image_size,
+    dim = options.dim or reid_model.feature_count(options.backbone)  # 0: no neck, the pooled features
+    spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=dim, neck=options.dim > 0,
+                                   image_size=options.image_size,
                                    method=options.method, landmarks=tuple(landmarks),
-                                   dve_dim=DVE_DIM if options.method == "dve" else 0, orientations=orientations)
+                                   dve_dim=DVE_DIM if options.method == "dve" else 0, orientations=orientations,
+                                   pooling=reid_model.pooling_for(options.backbone, options.image_size,
+                                                                  3 + len(landmarks)))
     net = reid_model.ReidNet(spec)
     result.init = (reid_model.init_from_file(net, options.init) if options.init is not None
                    else reid_model.imagenet_start(net) or "random (no offline ImageNet weights for this backbone)")
-    head = SubCenterArcFace(options.dim, dynamic_margins(np.bincount(rows.train_labels)))
+    head = SubCenterArcFace(dim, dynamic_margins(np.bincount(rows.train_labels)))
     net.to(options.device)
     head.to(options.device)
     heads = [p for name, p in net.named_parameters() if not name.startswith("backbone.")]

@@ -237,3 +237,46 @@ def test_probes_hold_out_whole_encounters_when_the_manifest_has_them():
         same_burst = [i for i in range(len(labels)) if encounters[i] == encounters[p]]
         assert set(same_burst) <= set(probes.tolist())  # none of the burst is trained on
         assert any(labels[t] == labels[p] for t in train)  # the identity itself is
+
+
+def test_a_users_transformer_checkpoint_goes_in_through_init_and_serves_runs(seal_data, profile_file, tmp_path):
+    """`--init` with a safetensors file of a ViT backbone (MegaDescriptor's and the hub's form),
+    `--epochs 0 --dim 0` to use it as it is: the stored model carries the file's weights, pools as
+    timm does, has no neck, and a run shortlists with it."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from reid_engine.embedding.model import from_arrays
+    from reid_engine.embedding.stored import model_key
+    from reid_engine.store.database import GalleryDatabase
+
+    backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    weights = {k: v.contiguous() for k, v in backbone.state_dict().items()}
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    db = tmp_path / "g.db"
+    done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
+                   "--db", str(db), "--backbone", "vit_tiny_patch16_224", "--image-size", "224",
+                   "--init", str(tmp_path / "model.safetensors"), "--epochs", "0", "--val-share", "0", "--dim", "0")
+    assert done.returncode == 0, done.stderr
+    with GalleryDatabase(db) as gdb:
+        net, meta = from_arrays(gdb.get_model(model_key("embed-test")))
+    assert net.spec.pooling == "timm" and meta["init"] == str(tmp_path / "model.safetensors")
+    assert not net.spec.neck and net.spec.dim == backbone.num_features  # --dim 0: the ViT's own features
+    assert all(torch.equal(net.backbone.state_dict()[k], v) for k, v in weights.items())
+    done = run_cli("run", "--profile", str(profile_file), "--query", str(seal_data.query_csv), "--db", str(db),
+                   "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert any("re-ID embedder trained for profile 'embed-test'" in n for n in summary["notices"])
+
+
+def test_training_for_a_profile_that_will_not_use_the_model_says_how_to_make_it(seal_data, fast_profile, tmp_path):
+    never = fast_profile_with(fast_profile, tmp_path, "embed-never", TRAINED_EMBEDDER.replace(
+        "[trained_embedder]", '[trained_embedder]\nuse = "never"'))
+    done = run_cli("train", "embedder", "--profile", str(never), "--gallery", str(seal_data.gallery_csv),
+                   "--db", str(tmp_path / "g.db"), "--epochs", "0", "--val-share", "0")
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "runs with this profile do not use it (use = \"never\"" in said and "use = \"when-trained\"" in said
+    assert "with this profile uses it" not in said
