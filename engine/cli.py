@@ -664,7 +664,7 @@ def train_embedder_command(
     db: Path = typer.Option(DEFAULT_OUT / "gallery.db", "--db", help="gallery database; the trained model is stored in it"),
     method: Optional[str] = typer.Option(None, "--method", help="arcface (sub-center ArcFace, dynamic margins) landmark-id (also landmark heatmaps from the keypoints column, seed paper 002) or dve (also part-aware dense descriptors and an orientation head, seed paper 003) [default: the profile's, arcface]"),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="any timm model [default: the profile's, tf_efficientnet_lite0]"),
-    init: Optional[Path] = typer.Option(None, "--init", help="start from this checkpoint (a timm state dict of the backbone, or an embedder file) instead of ImageNet"),
+    init: Optional[Path] = typer.Option(None, "--init", help="start from this checkpoint instead of ImageNet: a timm state dict of the backbone (torch or .safetensors), an embedder file, or a Hugging Face timm model folder (its config.json sets --backbone, --image-size and the normalisation you do not give)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="at most this many epochs (early stopping on held-out mAP) [default: the profile's]"),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="square input side in px [default: the profile's]"),
     dim: int = typer.Option(512, "--dim", min=0, help="embedding width (a linear + BN neck on the pooled features); 0: no neck, the backbone's pooled features as they are (e.g. a pretrained re-ID backbone with --epochs 0)"),

@@ -283,6 +283,64 @@ def _widened(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return out
 
 
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what a Hugging Face timm model folder holds
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """What ``--init`` points at: the weights file, and what a timm ``config.json`` beside it says
+    (None where it says nothing): the architecture, the square input side, the normalisation."""
+
+    weights: Path
+    backbone: str | None = None
+    image_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def describe(self) -> str:
+        said = [f"{k} {v}" for k, v in (("backbone", self.backbone), ("image size", self.image_size),
+                                        ("mean", self.mean), ("std", self.std)) if v is not None]
+        return f"starting from {self.weights}" + (f" (its config.json: {', '.join(said)})" if said else "")
+
+
+def init_source(path: Path) -> InitSource:
+    """``--init`` resolved: a file, or a model folder as the Hugging Face hub serves timm models
+    (``model.safetensors`` or ``pytorch_model.bin``, and ``config.json`` with ``architecture`` and
+    ``pretrained_cfg``: input_size, mean, std, as MegaDescriptor's). UsageError naming the path otherwise."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = [path / name for name in HUB_WEIGHT_FILES if (path / name).is_file()]
+        if not found:
+            raise UsageError(f"--init {path}: a folder without {' or '.join(HUB_WEIGHT_FILES)}; pass the checkpoint "
+                             "file itself")
+        weights = found[0]
+    elif path.is_file():
+        weights = path
+    else:
+        raise UsageError(f"--init {path}: file not found")
+    config = weights.parent / "config.json"
+    if not config.is_file():
+        return InitSource(weights)
+    try:
+        data = json.loads(config.read_text())
+        cfg = data.get("pretrained_cfg") or {}
+        size = cfg.get("input_size")
+        square = int(size[-1]) if isinstance(size, list) and len(size) == 3 and size[1] == size[2] else None
+        architecture = data.get("architecture")
+        return InitSource(weights, architecture if isinstance(architecture, str) else None, square,
+                          _triple(cfg.get("mean")), _triple(cfg.get("std")))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"--init {path}: {config} is not a timm config.json ({type(exc).__name__}: {exc}); "
+                         "move it away or fix it") from None
+
+
+def _triple(value: Any) -> tuple[float, float, float] | None:
+    """A config's per-channel list of 3 numbers as a tuple, else None."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    return float(value[0]), float(value[1]), float(value[2])
+
+
 def init_from_file(net: ReidNet, path: Path) -> str:
     """Start from a user's checkpoint: a reid-engine embedder file, or a timm state dict of the
     backbone: a torch file (``{'state_dict': ...}`` or plain) or ``.safetensors`` (as the Hugging

@@ -79,6 +79,9 @@ class TrainEmbedderOptions:
     epochs: int = 12
     image_size: int = 224
     dim: int = 512
+    mean: tuple[float, float, float] = reid_model.IMAGENET_MEAN  # the backbone's input normalisation
+    std: tuple[float, float, float] = reid_model.IMAGENET_STD
+    init_note: str = ""  # what --init resolved to (a model folder's file and config.json)
     batch_p: int = 8
     batch_k: int = 4
     lr: float = 1e-3
@@ -475,7 +478,7 @@ def build_trainee(options: TrainEmbedderOptions, rows: TrainingRows, result: Tra
     _seed_everything(options.seed)
     dim = options.dim or reid_model.feature_count(options.backbone)  # 0: no neck, the pooled features
     spec = reid_model.EmbedderSpec(backbone=options.backbone, dim=dim, neck=options.dim > 0,
-                                   image_size=options.image_size,
+                                   image_size=options.image_size, mean=tuple(options.mean), std=tuple(options.std),
                                    method=options.method, landmarks=tuple(landmarks),
                                    dve_dim=DVE_DIM if options.method == "dve" else 0, orientations=orientations,
                                    pooling=reid_model.pooling_for(options.backbone, options.image_size,
@@ -675,6 +678,8 @@ def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = No
         result.seconds_loading = time.perf_counter() - t0
         log(f"loaded {len(data.labels)} photos of {len(data.names)} individuals as the animal "
             f"({options.profile.name!r} view, {pre_scaled_side(options)} px) in {result.seconds_loading:.0f} s")
+        if options.init_note:
+            log(options.init_note)
         rows = split_rows(data, options, result)
         trainee = build_trainee(options, rows, result, data.landmark_names, orientation_classes(options, data))
         best = starting_point(options, trainee, resumed, data, rows, result, log)
@@ -690,4 +695,13 @@ def options_from_profile(profile: Profile, **overrides) -> TrainEmbedderOptions:
     base = {} if s is None else {"backbone": s.backbone, "image_size": s.image_size, "epochs": s.epochs,
                                  "flip": s.flip, "method": s.method}
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if base.get("init") is not None:  # a model folder's config.json says what the user did not
+        source = reid_model.init_source(base["init"])
+        base["init"] = source.weights
+        for key in ("backbone", "image_size"):
+            if overrides.get(key) is None and getattr(source, key) is not None:
+                base[key] = getattr(source, key)
+        if source.mean is not None and source.std is not None:
+            base["mean"], base["std"] = source.mean, source.std
+        base["init_note"] = source.describe()
     return dataclasses.replace(TrainEmbedderOptions(profile=profile, db=base.pop("db")), **base)

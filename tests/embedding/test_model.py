@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from reid_engine.embedding.model import EmbedderSpec, ReidNet, init_from_file, pooling_for
+from reid_engine.embedding.model import EmbedderSpec, ReidNet, init_from_file, init_source, pooling_for
 from reid_engine.errors import UsageError
 
 CNN, VIT, SWIN = "tf_efficientnet_lite0", "vit_tiny_patch16_224", "swin_tiny_patch4_window7_224"
@@ -120,3 +120,28 @@ def test_without_a_neck_the_embedding_is_the_pooled_features_themselves():
         assert torch.allclose(net(x), torch.nn.functional.normalize(net.backbone(x), dim=1), atol=1e-6)
     with pytest.raises(Exception, match="dim 64 must be vit_tiny_patch16_224's 192 features"):
         ReidNet(EmbedderSpec(backbone=VIT, image_size=224, pooling="timm", neck=False, dim=64))
+
+
+def test_init_of_a_model_folder_takes_its_weights_and_what_its_config_says(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    (tmp_path / "config.json").write_text('{"architecture": "swin_large_patch4_window12_384", "pretrained_cfg": '
+                                          '{"input_size": [3, 384, 384], "mean": [0.485, 0.456, 0.406], '
+                                          '"std": [0.229, 0.224, 0.225]}}')
+    source = init_source(tmp_path)
+    assert source.weights == tmp_path / "pytorch_model.bin"
+    assert (source.backbone, source.image_size, source.std) == ("swin_large_patch4_window12_384", 384,
+                                                                 (0.229, 0.224, 0.225))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert init_source(tmp_path).weights == tmp_path / "model.safetensors"  # preferred: no pickle
+    assert init_source(tmp_path / "model.safetensors").backbone == "swin_large_patch4_window12_384"
+
+
+def test_init_of_a_folder_without_weights_or_with_a_broken_config_says_what_to_pass(tmp_path):
+    with pytest.raises(UsageError, match="a folder without model.safetensors or pytorch_model.bin"):
+        init_source(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(UsageError, match="config.json is not a timm config.json"):
+        init_source(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "miewid"}')  # another library's config: nothing said
+    assert init_source(tmp_path).backbone is None

@@ -240,9 +240,10 @@ def test_probes_hold_out_whole_encounters_when_the_manifest_has_them():
 
 
 def test_a_users_transformer_checkpoint_goes_in_through_init_and_serves_runs(seal_data, profile_file, tmp_path):
-    """`--init` with a safetensors file of a ViT backbone (MegaDescriptor's and the hub's form),
-    `--epochs 0 --dim 0` to use it as it is: the stored model carries the file's weights, pools as
-    timm does, has no neck, and a run shortlists with it."""
+    """`--init FOLDER` as the Hugging Face hub serves a timm model (model.safetensors + config.json;
+    MegaDescriptor's form), with `--epochs 0 --dim 0` to use it as it is: the architecture, input
+    size and normalisation come from config.json, the stored model carries the file's weights,
+    pools as timm does, has no neck, and a run shortlists with it."""
     import timm
     import torch
     from safetensors.torch import save_file
@@ -253,15 +254,22 @@ def test_a_users_transformer_checkpoint_goes_in_through_init_and_serves_runs(sea
 
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
     weights = {k: v.contiguous() for k, v in backbone.state_dict().items()}
-    save_file(weights, str(tmp_path / "model.safetensors"))
+    hub = tmp_path / "vit-tiny-reid"
+    hub.mkdir()
+    save_file(weights, str(hub / "model.safetensors"))
+    (hub / "config.json").write_text(json.dumps({
+        "architecture": "vit_tiny_patch16_224", "num_classes": 0,
+        "pretrained_cfg": {"input_size": [3, 224, 224], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}))
     db = tmp_path / "g.db"
     done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
-                   "--db", str(db), "--backbone", "vit_tiny_patch16_224", "--image-size", "224",
-                   "--init", str(tmp_path / "model.safetensors"), "--epochs", "0", "--val-share", "0", "--dim", "0")
+                   "--db", str(db), "--init", str(hub), "--epochs", "0", "--val-share", "0", "--dim", "0")
     assert done.returncode == 0, done.stderr
+    assert "its config.json: backbone vit_tiny_patch16_224, image size 224" in " ".join(done.stderr.split())
     with GalleryDatabase(db) as gdb:
         net, meta = from_arrays(gdb.get_model(model_key("embed-test")))
-    assert net.spec.pooling == "timm" and meta["init"] == str(tmp_path / "model.safetensors")
+    assert net.spec.backbone == "vit_tiny_patch16_224" and net.spec.image_size == 224  # the profile says 64 px
+    assert net.spec.mean == (0.5, 0.5, 0.5) and net.spec.pooling == "timm"
+    assert meta["init"] == str(hub / "model.safetensors")
     assert not net.spec.neck and net.spec.dim == backbone.num_features  # --dim 0: the ViT's own features
     assert all(torch.equal(net.backbone.state_dict()[k], v) for k, v in weights.items())
     done = run_cli("run", "--profile", str(profile_file), "--query", str(seal_data.query_csv), "--db", str(db),
