@@ -323,6 +323,8 @@ def init_source(path: Path) -> InitSource:
         return InitSource(weights)
     try:
         data = json.loads(config.read_text())
+        if not path.is_dir() and not (isinstance(data, dict) and {"architecture", "pretrained_cfg"} & set(data)):
+            return InitSource(weights)  # a file beside some other tool's config.json: not ours to read
         cfg = data.get("pretrained_cfg") or {}
         size = cfg.get("input_size")
         square = int(size[-1]) if isinstance(size, list) and len(size) == 3 and size[1] == size[2] else None
@@ -353,7 +355,9 @@ def init_from_file(net: ReidNet, path: Path) -> str:
         if result.missing_keys:
             raise UsageError(f"--init {path}: a reid-engine embedder of another shape (missing {result.missing_keys[0]})")
         return str(path)
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    state = None
+    if isinstance(payload, dict):  # a plain state dict, or a training checkpoint holding one
+        state = next((payload[k] for k in ("state_dict", "model") if isinstance(payload.get(k), dict)), payload)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"--init {path}: expected a state dict (tensor names → tensors)")
     own = net.backbone.state_dict()

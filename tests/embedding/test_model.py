@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from reid_engine.embedding.model import EmbedderSpec, ReidNet, init_from_file, init_source, pooling_for
+from reid_engine.embedding.model import (EmbedderSpec, InitSource, ReidNet, init_from_file, init_source,
+                                         pooling_for)
 from reid_engine.errors import UsageError
 
 CNN, VIT, SWIN = "tf_efficientnet_lite0", "vit_tiny_patch16_224", "swin_tiny_patch4_window7_224"
@@ -145,3 +146,13 @@ def test_init_of_a_folder_without_weights_or_with_a_broken_config_says_what_to_p
         init_source(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "miewid"}')  # another library's config: nothing said
     assert init_source(tmp_path).backbone is None
+    (tmp_path / "config.json").write_text("[1, 2]")  # beside a file named explicitly: some other tool's, ignored
+    assert init_source(tmp_path / "model.safetensors") == InitSource(tmp_path / "model.safetensors")
+
+
+def test_init_takes_the_model_out_of_a_training_checkpoint(tmp_path):
+    net = _net(CNN)
+    weights = _other_weights(net)
+    torch.save({"model": weights, "epoch": 30, "optimizer": {"lr": torch.tensor(0.1)}}, tmp_path / "last.pth")
+    init_from_file(net, tmp_path / "last.pth")
+    _assert_loaded(net, weights)
