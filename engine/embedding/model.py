@@ -97,8 +97,7 @@ class ReidNet(nn.Module):
         if spec.pooling not in POOLINGS:
             raise ReidError(f"embedder pooling {spec.pooling!r} is not one of {', '.join(POOLINGS)}")
         if spec.pooling != "gem" and (k or spec.dve_dim):
-            raise UsageError(f"--method {spec.method}: needs a backbone whose features are (N, C, H, W) maps (a CNN "
-                             f"such as tf_efficientnet_lite0); {spec.backbone} pools its own features")
+            raise maps_needed(spec.method, spec.backbone)
         self.backbone = create_backbone(spec.backbone, spec.pooling, 3 + k)
         self.pool = GeM() if spec.pooling == "gem" else None
         if spec.neck:
@@ -202,6 +201,12 @@ def pooling_for(backbone: str, image_size: int, in_chans: int = 3) -> str:
         raise UsageError(f"--backbone {backbone!r} cannot take {image_size}-px photos ({reason}); pass the "
                          "--image-size it was built for (e.g. 224 for *_224, 384 for *_384)") from None
     return "gem" if len(shape) == 4 and shape[1] == net.num_features else "timm"
+
+
+def maps_needed(method: str, backbone: str) -> UsageError:
+    """Landmark-Id and DVE work on feature maps: the error for a backbone that pools its own."""
+    return UsageError(f"--method {method}: needs a backbone whose features are (N, C, H, W) maps (a CNN such as "
+                      f"tf_efficientnet_lite0); {backbone} pools its own features")
 
 
 def _stride8_tap(backbone: nn.Module) -> tuple[str, int]:

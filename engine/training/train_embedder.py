@@ -401,6 +401,9 @@ def check_options(options: TrainEmbedderOptions) -> None:
         raise UsageError(f"--method {options.method!r}: choose one of {', '.join(map(repr, METHODS))}")
     if options.image_size < 32:
         raise UsageError(f"--image-size {options.image_size}: at least 32 px")
+    # the backbone takes this size, and pools as the method needs (meta tensors: no time, no weights)
+    if reid_model.pooling_for(options.backbone, options.image_size) != "gem" and options.method != "arcface":
+        raise reid_model.maps_needed(options.method, options.backbone)
 
 
 def checkpoint_to_resume(options: TrainEmbedderOptions) -> dict:

@@ -288,3 +288,14 @@ def test_training_for_a_profile_that_will_not_use_the_model_says_how_to_make_it(
     said = " ".join(done.stdout.split())
     assert "runs with this profile do not use it (use = \"never\"" in said and "use = \"when-trained\"" in said
     assert "with this profile uses it" not in said
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backbone", "swin_tiny_patch4_window7_224", "--image-size", "192"], "cannot take 192-px photos"),
+    (["--backbone", "vit_tiny_patch16_224", "--image-size", "224", "--method", "dve"], "needs a backbone whose"),
+])
+def test_a_backbone_that_cannot_train_so_stops_before_loading_photos(seal_data, profile_file, tmp_path, args, message):
+    done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
+                   "--db", str(tmp_path / "g.db"), *args)
+    assert done.returncode == 2 and message in " ".join(done.stderr.split())
+    assert "loaded" not in done.stderr and not (tmp_path / "g.db").exists()
