@@ -3,6 +3,7 @@
     python benchmarks/embedder_speed.py [--model model.pt] [--backbone tf_efficientnet_lite0] [--n 128]
     python benchmarks/embedder_speed.py --method landmark-id --landmarks 3 [--given]
     python benchmarks/embedder_speed.py --method dve
+    python benchmarks/embedder_speed.py --backbone swin_large_patch4_window12_384 --image-size 384 --n 16
 
 Without --model an untrained net of --backbone and --method is timed (speed does not depend on
 the weights). A Landmark-Id net is timed with its locator predicting the heatmaps (two backbone
@@ -21,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from reid_engine.embedding.model import EmbedderSpec, ReidNet, read_model_file
+from reid_engine.embedding.model import EmbedderSpec, ReidNet, pooling_for, read_model_file
 from reid_engine.embedding.onnx_export import export_onnx
 from reid_engine.embedding.views import to_input
 
@@ -42,7 +43,9 @@ def main() -> None:
     else:
         extra = {"landmark-id": {"landmarks": tuple(f"l{i}" for i in range(args.landmarks))},
                  "dve": {"dve_dim": 64}}.get(args.method, {})
-        net = ReidNet(EmbedderSpec(args.backbone, image_size=args.image_size, method=args.method, **extra)).eval()
+        pooling = pooling_for(args.backbone, args.image_size)  # a Swin's or ViT's own pooling
+        net = ReidNet(EmbedderSpec(args.backbone, image_size=args.image_size, method=args.method, pooling=pooling,
+                                   **extra)).eval()
     size = net.spec.image_size
     squares = np.random.default_rng(0).integers(0, 255, (args.n, size, size, 3), dtype=np.uint8)
     x = to_input(squares, net.spec.mean, net.spec.std)
