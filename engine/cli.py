@@ -718,10 +718,12 @@ def train_embedder_command(
     settings = options.profile.trained_embedder
     if settings is not None and settings.use != "never":
         uses = f"`reid-engine run --db {db}` with this profile uses it"
-    else:  # the run would not: say how to make it
-        why = "no [trained_embedder] table" if settings is None else "use = \"never\" in its [trained_embedder] table"
-        uses = (f"runs with this profile do not use it ({why}, {options.profile.source}): copy the profile, set "
-                "use = \"when-trained\" there and pass it with --profile FILE")
+    elif settings is None:  # the run would not: say how to make it
+        uses = (f"runs with this profile do not use it: it has no [trained_embedder] table ({options.profile.source}); "
+                "add one with use = \"when-trained\" to a copy and pass it with --profile FILE")
+    else:
+        uses = (f"runs with this profile do not use it (use = \"never\" in its [trained_embedder] table, "
+                f"{options.profile.source}): in a copy, set use = \"when-trained\" and pass it with --profile FILE")
     out_console.print(escape(f"stored in {db} for profile {options.profile.name!r} (model {result.model_sha256[:12]}); "
                              + uses))
     if result.out is not None:

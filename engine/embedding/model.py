@@ -65,13 +65,23 @@ class EmbedderSpec:
     neck: bool = True  # Linear + BN to ``dim``; False: the pooled features themselves (``dim`` = their width)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The spec as JSON, part of a model's digest (``arrays_sha256``); fields added since the
+        first stored models are left out at their defaults, so those models keep their digest and
+        their cached embeddings."""
+        d = dataclasses.asdict(self)
+        for name, default in ADDED_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return json.dumps(d, sort_keys=True)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EmbedderSpec":
         names = {f.name for f in dataclasses.fields(EmbedderSpec)}
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return EmbedderSpec(**values)
+
+
+ADDED_FIELDS = {"pooling": "gem", "neck": True}  # added 3 Dec 2026, with the values models had before
 
 
 class GeM(nn.Module):
@@ -182,6 +192,15 @@ def create_backbone(name: str, pooling: str, in_chans: int = 3, device: str | No
         raise UsageError(f"--backbone {name!r}: {exc}; any name `timm.list_models()` gives works") from None
 
 
+def check_architecture(backbone: str, named_by: str) -> None:
+    """UsageError when timm does not know ``backbone``, saying who named it (``named_by`` + " architecture")."""
+    import timm
+
+    if not timm.is_model(backbone):
+        raise UsageError(f"{named_by} architecture {backbone!r} is not a timm model here (timm {timm.__version__}); "
+                         "pass --backbone with the timm name it corresponds to")
+
+
 def feature_count(backbone: str) -> int:
     """Width of timm's ``backbone``'s pooled features (``num_features``), from a meta-device model."""
     return int(create_backbone(backbone, "gem", device="meta").num_features)
@@ -192,7 +211,7 @@ def pooling_for(backbone: str, image_size: int, in_chans: int = 3) -> str:
     ``num_features`` channels, else ``timm`` (Swin's maps are (1, H, W, C), ViT's tokens (1, T, C)).
     Worked out on meta tensors: no weights, no arithmetic. A backbone that cannot take S-px photos
     (a ViT or Swin built for another size) fails here with a message naming ``--image-size``."""
-    net = create_backbone(backbone, "gem", in_chans, device="meta")
+    net = create_backbone(backbone, "gem", in_chans, device="meta").eval()  # BatchNorm takes 1 photo of 1x1 maps
     try:
         with torch.device("meta"):
             shape = tuple(net.forward_features(torch.empty(1, in_chans, image_size, image_size)).shape)
@@ -366,12 +385,38 @@ def init_from_file(net: ReidNet, path: Path) -> str:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"--init {path}: expected a state dict (tensor names → tensors)")
     own = net.backbone.state_dict()
-    fitting = max((_fitting(state, prefix, own) for prefix in _prefixes(state)), key=len)
-    if len(fitting) < 0.9 * len(own):
-        raise UsageError(f"--init {path}: only {len(fitting)} of the {len(own)} tensors of {net.spec.backbone} are "
+    prefix = _backbone_prefix(state, own, path)
+    named = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
+    wrong = [k for k, v in named.items() if not _fits(v, own[k])]
+    if wrong:
+        raise UsageError(f"--init {path}: {len(wrong)} of its {net.spec.backbone} tensors have other shapes (first: "
+                         f"{prefix}{wrong[0]} {tuple(named[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}); "
+                         "pass the --backbone and --image-size the file was trained with")
+    if len(named) < 0.9 * len(own):
+        raise UsageError(f"--init {path}: only {len(named)} of the {len(own)} tensors of {net.spec.backbone} are "
                          "in it; pass --backbone with the architecture the file was trained as")
-    net.backbone.load_state_dict(fitting, strict=False)
-    return str(path)
+    net.backbone.load_state_dict({k: _widened(v, own[k]) for k, v in named.items()}, strict=False)
+    return str(path) + (f" (the tensors under {prefix!r})" if prefix else "")
+
+
+def _backbone_prefix(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path: Path) -> str:
+    """The prefix ('' for none) under which most of ``own``'s tensor names are found in ``state``:
+    any dotted start of a name (``module.backbone.`` too). Two prefixes that hold as many (a model
+    and its EMA copy, a student and its teacher) are ambiguous: UsageError."""
+    counts: dict[str, int] = {}
+    for k in state:
+        starts = [0] + [i + 1 for i, c in enumerate(k) if c == "."]
+        for start in starts:
+            if k[start:] in own:
+                counts[k[:start]] = counts.get(k[:start], 0) + 1
+    if not counts:
+        return ""
+    best = max(counts.values())
+    tied = sorted(p for p, n in counts.items() if n == best)
+    if len(tied) > 1:
+        raise UsageError(f"--init {path}: holds the backbone {len(tied)} times (under {', '.join(map(repr, tied))}); "
+                         "save the copy you want on its own and pass that file")
+    return tied[0]
 
 
 def _read_checkpoint(path: Path) -> Any:
@@ -390,21 +435,6 @@ def _read_checkpoint(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - pickles, truncated files, other formats
         raise UsageError(f"--init {path}: not a torch checkpoint ({type(exc).__name__}: {exc}); "
                          "a safetensors file must end in .safetensors") from None
-
-
-def _prefixes(state: dict[str, torch.Tensor]) -> list[str]:
-    """'' and every first dotted component of the names (``backbone.``, ``model.``, ...)."""
-    return ["", *sorted({k.split(".", 1)[0] + "." for k in state if "." in k})]
-
-
-def _fitting(state: dict[str, torch.Tensor], prefix: str, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors named ``prefix`` + a name of ``own`` with a shape that fits it, under ``own``'s names."""
-    out = {}
-    for k, v in state.items():
-        name = k[len(prefix):] if k.startswith(prefix) else None
-        if name in own and _fits(v, own[name]):
-            out[name] = _widened(v, own[name])
-    return out
 
 
 # -- serialisation: a file (torch.save) and gallery-database arrays --------------------------

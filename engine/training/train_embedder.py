@@ -670,6 +670,8 @@ def store_model(options: TrainEmbedderOptions, net: reid_model.ReidNet, best: Be
 def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = None,
                    log: Callable[[str], None] = lambda line: None, progress: bool = False) -> TrainEmbedderResult:
     """Load and split the labelled photos, train (or resume), store the best model (see the module docstring)."""
+    if options.init_note:
+        log(options.init_note)
     check_options(options)
     table = table or PluginTable.discover()
     result = TrainEmbedderResult()
@@ -681,8 +683,6 @@ def train_embedder(options: TrainEmbedderOptions, table: PluginTable | None = No
         result.seconds_loading = time.perf_counter() - t0
         log(f"loaded {len(data.labels)} photos of {len(data.names)} individuals as the animal "
             f"({options.profile.name!r} view, {pre_scaled_side(options)} px) in {result.seconds_loading:.0f} s")
-        if options.init_note:
-            log(options.init_note)
         rows = split_rows(data, options, result)
         trainee = build_trainee(options, rows, result, data.landmark_names, orientation_classes(options, data))
         best = starting_point(options, trainee, resumed, data, rows, result, log)
@@ -701,10 +701,15 @@ def options_from_profile(profile: Profile, **overrides) -> TrainEmbedderOptions:
     if base.get("init") is not None:  # a model folder's config.json says what the user did not
         source = reid_model.init_source(base["init"])
         base["init"] = source.weights
-        for key in ("backbone", "image_size"):
-            if overrides.get(key) is None and getattr(source, key) is not None:
-                base[key] = getattr(source, key)
+        base["init_note"] = source.describe()
+        if source.backbone is not None and overrides.get("backbone") not in (None, source.backbone):
+            base["init_note"] += f"; its config.json is for {source.backbone}, not --backbone: not used"
+            return dataclasses.replace(TrainEmbedderOptions(profile=profile, db=base.pop("db")), **base)
+        if source.backbone is not None:
+            base["backbone"] = source.backbone
+            reid_model.check_architecture(source.backbone, f"--init {source.weights.parent}: its config.json's")
+        if overrides.get("image_size") is None and source.image_size is not None:
+            base["image_size"] = source.image_size
         if source.mean is not None and source.std is not None:
             base["mean"], base["std"] = source.mean, source.std
-        base["init_note"] = source.describe()
     return dataclasses.replace(TrainEmbedderOptions(profile=profile, db=base.pop("db")), **base)

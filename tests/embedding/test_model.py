@@ -68,8 +68,33 @@ def test_init_takes_a_plain_or_module_prefixed_torch_state_dict(tmp_path):
     net = _net(CNN)
     weights = _other_weights(net)
     torch.save({"state_dict": {f"module.{k}": v for k, v in weights.items()}}, tmp_path / "ckpt.pth")
-    assert init_from_file(net, tmp_path / "ckpt.pth") == str(tmp_path / "ckpt.pth")
+    assert init_from_file(net, tmp_path / "ckpt.pth") == f"{tmp_path / 'ckpt.pth'} (the tensors under 'module.')"
     _assert_loaded(net, weights)
+    torch.save(weights, tmp_path / "plain.pth")
+    assert init_from_file(_net(CNN), tmp_path / "plain.pth") == str(tmp_path / "plain.pth")
+
+
+def test_init_finds_the_backbone_under_a_nested_prefix_and_refuses_two_copies(tmp_path):
+    net = _net(CNN)
+    weights = _other_weights(net)
+    torch.save({f"module.backbone.{k}": v for k, v in weights.items()}, tmp_path / "ddp.pth")  # multi-GPU MiewID
+    init_from_file(net, tmp_path / "ddp.pth")
+    _assert_loaded(net, weights)
+    torch.save({**{f"model.{k}": v for k, v in weights.items()}, **{f"model_ema.{k}": v for k, v in weights.items()}},
+               tmp_path / "ema.pth")
+    with pytest.raises(UsageError, match=r"ema\.pth: holds the backbone 2 times \(under 'model\.', 'model_ema\.'\)"):
+        init_from_file(net, tmp_path / "ema.pth")
+
+
+def test_init_of_the_same_architecture_at_another_size_is_refused_not_half_loaded(tmp_path):
+    """A Swin for 384 px (window 12) into one for 224 (window 7): the names match, the position
+    bias tables do not; they must not silently stay random."""
+    w12 = ReidNet(EmbedderSpec(backbone="swin_base_patch4_window12_384", image_size=384, pooling="timm"))
+    w7 = ReidNet(EmbedderSpec(backbone="swin_base_patch4_window7_224", image_size=224, pooling="timm"))
+    save_file({k: v.contiguous() for k, v in w12.backbone.state_dict().items()}, str(tmp_path / "w12.safetensors"))
+    with pytest.raises(UsageError, match=r"w12\.safetensors: \d+ of its .* tensors have other shapes \(first: "
+                                         r".*relative_position_bias_table.*--backbone and --image-size"):
+        init_from_file(w7, tmp_path / "w12.safetensors")
 
 
 def test_init_takes_the_backbone_out_of_a_file_with_pooling_neck_and_head_beside_it(tmp_path):
@@ -156,3 +181,28 @@ def test_init_takes_the_model_out_of_a_training_checkpoint(tmp_path):
     torch.save({"model": weights, "epoch": 30, "optimizer": {"lr": torch.tensor(0.1)}}, tmp_path / "last.pth")
     init_from_file(net, tmp_path / "last.pth")
     _assert_loaded(net, weights)
+
+
+def test_a_spec_of_before_the_pooling_field_keeps_its_digest():
+    """Stored models' digests (their embeddings' cache ids) must not change with new spec fields:
+    the digest below is what the engine of 2 Dec 2026 (commit 4f99c73) gave these arrays."""
+    import json
+
+    import numpy as np
+
+    from reid_engine.embedding.model import arrays_sha256, from_arrays
+
+    meta = {"spec": {"backbone": CNN, "dim": 2, "image_size": 64}}
+    arrays = {"w.neck.0.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
+              "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+    assert arrays_sha256(arrays) == "41c39b286c4efc748211c0ea7775207db8b60a4b09603f7698835157f4c5f7df"
+    assert "pooling" in EmbedderSpec(pooling="timm").to_json()  # a new model's choice is in its digest
+    net = ReidNet(EmbedderSpec(backbone=CNN, dim=8, image_size=64))  # and an old payload rebuilds with GeM
+    state = {f"w.{k}": v.numpy() for k, v in net.state_dict().items()}
+    old_meta = {"spec": {"backbone": CNN, "dim": 8, "image_size": 64}}
+    rebuilt, _ = from_arrays({**state, "meta": np.frombuffer(json.dumps(old_meta).encode(), np.uint8)})
+    assert rebuilt.spec.pooling == "gem" and rebuilt.spec.neck and rebuilt.pool is not None
+
+
+def test_the_smallest_image_size_still_probes():
+    assert pooling_for(CNN, 32) == "gem"  # 1x1 maps at stride 32: BatchNorm must be in eval mode

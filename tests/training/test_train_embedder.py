@@ -262,7 +262,8 @@ def test_a_users_transformer_checkpoint_goes_in_through_init_and_serves_runs(sea
         "pretrained_cfg": {"input_size": [3, 224, 224], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}))
     db = tmp_path / "g.db"
     done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
-                   "--db", str(db), "--init", str(hub), "--epochs", "0", "--val-share", "0", "--dim", "0")
+                   "--db", str(db), "--init", str(hub), "--epochs", "0", "--val-share", "0", "--dim", "0",
+                   "--out", str(tmp_path / "vit.pt"))
     assert done.returncode == 0, done.stderr
     assert "its config.json: backbone vit_tiny_patch16_224, image size 224" in " ".join(done.stderr.split())
     with GalleryDatabase(db) as gdb:
@@ -277,6 +278,19 @@ def test_a_users_transformer_checkpoint_goes_in_through_init_and_serves_runs(sea
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert any("re-ID embedder trained for profile 'embed-test'" in n for n in summary["notices"])
+    # the neck-less, timm-pooled net exports to ONNX and embeds alike in onnxruntime
+    from reid_engine.registry import PluginTable
+
+    done = run_cli("export", "onnx", str(tmp_path / "vit.onnx"), "--model", str(tmp_path / "vit.pt"))
+    assert done.returncode == 0, done.stderr
+    spec = PluginTable.discover().get("embedder", "trained-embedder")
+    rng = np.random.default_rng(0)
+    images = [LoadedImage(ImageRecord(str(i), "x.png"), rng.integers(0, 255, (50, 70, 3), dtype=np.uint8), None,
+                          "0" * 64, (50, 70)) for i in range(2)]
+    by_torch = spec.build(spec.make_config({"model": str(tmp_path / "vit.pt")}), "cpu").embed(images)
+    onnx_config = spec.make_config({"model": str(tmp_path / "vit.onnx"), "runtime": "onnx"})
+    by_onnx = spec.build(onnx_config, "cpu").embed(images)
+    assert by_torch.shape == (2, backbone.num_features) and np.allclose(by_torch, by_onnx, atol=1e-4)
 
 
 def test_training_for_a_profile_that_will_not_use_the_model_says_how_to_make_it(seal_data, fast_profile, tmp_path):
@@ -299,3 +313,41 @@ def test_a_backbone_that_cannot_train_so_stops_before_loading_photos(seal_data, 
                    "--db", str(tmp_path / "g.db"), *args)
     assert done.returncode == 2 and message in " ".join(done.stderr.split())
     assert "loaded" not in done.stderr and not (tmp_path / "g.db").exists()
+
+
+def _hub_folder(folder, architecture: str, size: int):
+    """A model folder as the hub serves it (the weights file's content does not matter here)."""
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "config.json").write_text(json.dumps({"architecture": architecture, "pretrained_cfg": {
+        "input_size": [3, size, size], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}))
+    return folder
+
+
+def test_a_model_folders_config_fills_in_only_what_the_user_left_out(tmp_path):
+    from reid_engine.registry.profiles import resolve_profile
+    from reid_engine.training.train_embedder import options_from_profile
+
+    profile, _ = resolve_profile("seal", None)
+    hub = _hub_folder(tmp_path / "hub", "vit_tiny_patch16_224", 224)
+    taken = options_from_profile(profile, db=tmp_path / "g.db", init=hub, backbone=None, image_size=None)
+    assert (taken.backbone, taken.image_size, taken.mean) == ("vit_tiny_patch16_224", 224, (0.5, 0.5, 0.5))
+    assert taken.init == hub / "model.safetensors"
+    sized = options_from_profile(profile, db=tmp_path / "g.db", init=hub, backbone="vit_tiny_patch16_224",
+                                 image_size=384)
+    assert (sized.backbone, sized.image_size, sized.mean) == ("vit_tiny_patch16_224", 384, (0.5, 0.5, 0.5))
+    other = options_from_profile(profile, db=tmp_path / "g.db", init=hub, backbone="tf_efficientnet_lite0",
+                                 image_size=None)
+    assert (other.backbone, other.image_size) == ("tf_efficientnet_lite0", profile.trained_embedder.image_size)
+    assert other.mean != (0.5, 0.5, 0.5) and "not used" in other.init_note
+
+
+def test_a_model_folder_naming_an_architecture_timm_lacks_says_so(tmp_path):
+    from reid_engine.errors import UsageError
+    from reid_engine.registry.profiles import resolve_profile
+    from reid_engine.training.train_embedder import options_from_profile
+
+    hub = _hub_folder(tmp_path / "hub", "miewid_msv3", 440)
+    with pytest.raises(UsageError, match=r"--init .*hub: its config.json's architecture 'miewid_msv3' is not a timm "
+                                         r"model here .*pass --backbone"):
+        options_from_profile(resolve_profile("seal", None)[0], db=tmp_path / "g.db", init=hub, backbone=None)
