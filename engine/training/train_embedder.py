@@ -58,7 +58,7 @@ DVE_DIM = 64  # the paper's d
 MIN_IDENTITIES = 2  # identities with 2+ photos needed to learn anything
 PRE_SCALE = 1.15  # photos are kept at image_size * PRE_SCALE for random resized crops
 RESUME_KEYS = ("method", "backbone", "image_size", "dim", "batch_p", "batch_k", "lr", "val_share", "seed", "flip",
-               "init")
+               "init", "mean", "std")  # a checkpoint written before "mean" and "std" is compared on the others
 
 
 class NotEnoughLabels(UsageError):
@@ -416,9 +416,12 @@ def checkpoint_to_resume(options: TrainEmbedderOptions) -> dict:
     except Exception as exc:  # noqa: BLE001
         raise ReidError(f"{ckpt_path}: checkpoint cannot be read ({type(exc).__name__}); delete it and start "
                         "again without --resume") from None
-    if resumed.get("options") != options.resume_view():
-        raise UsageError(f"--resume: {ckpt_path} was written with other options "
-                         f"({resumed.get('options')}); pass the same ones, or start again without --resume")
+    stored, current = resumed.get("options") or {}, options.resume_view()
+    differing = [k for k in current if k in stored and stored[k] != current[k]]
+    if differing or not stored:
+        written = ", ".join(f"{k} {stored[k]}" for k in differing) or "none recorded"
+        raise UsageError(f"--resume: {ckpt_path} was written with other options ({written}); pass the same ones, "
+                         "or start again without --resume")
     return resumed
 
 

@@ -171,7 +171,24 @@ def test_resume_needs_the_same_options(trained, seal_data, profile_file):
     db, _, _ = trained
     done = run_cli("train", "embedder", "--profile", str(profile_file), "--gallery", str(seal_data.gallery_csv),
                    "--db", str(db), "--resume", "--seed", "2")
-    assert done.returncode == 2 and "other options" in done.stderr
+    assert done.returncode == 2 and "other options (val_share 0.5, seed 1)" in " ".join(done.stderr.split())
+
+
+def test_resume_compares_the_options_a_checkpoint_records(tmp_path):
+    """A checkpoint from before the normalisation was an option resumes; another normalisation does not."""
+    import torch
+
+    from reid_engine.errors import UsageError
+    from reid_engine.registry.profiles import resolve_profile
+    from reid_engine.training.train_embedder import checkpoint_to_resume, options_from_profile
+
+    options = options_from_profile(resolve_profile("seal", None)[0], db=tmp_path / "g.db", resume=True)
+    older = {k: v for k, v in options.resume_view().items() if k not in ("mean", "std")}
+    torch.save({"options": older}, options.checkpoint_path)
+    assert checkpoint_to_resume(options)["options"] == older
+    torch.save({"options": {**options.resume_view(), "mean": "(0.5, 0.5, 0.5)"}}, options.checkpoint_path)
+    with pytest.raises(UsageError, match=r"other options \(mean \(0\.5, 0\.5, 0\.5\)\)"):
+        checkpoint_to_resume(options)
 
 
 def test_training_is_deterministic(seal_data, profile_file, tmp_path):
