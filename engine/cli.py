@@ -715,10 +715,9 @@ def train_embedder_command(
     out_console.print(t)
     out_console.print(escape(f"training {result.seconds_training:.0f} s, loading {result.seconds_loading:.0f} s, "
                              f"peak memory {result.peak_rss_mb:.0f} MB"))
-    settings = options.profile.trained_embedder
-    if settings is not None and settings.use != "never":
+    if options.profile.uses_trained_embedder:
         uses = f"`reid-engine run --db {db}` with this profile uses it"
-    elif settings is None:  # the run would not: say how to make it
+    elif options.profile.trained_embedder is None:  # the run would not: say how to make it
         uses = (f"runs with this profile do not use it: it has no [trained_embedder] table ({options.profile.source}); "
                 "add one with use = \"when-trained\" to a copy and pass it with --profile FILE")
     else:

@@ -221,6 +221,12 @@ class Profile:
     decision: DecisionSettings = field(default=DecisionSettings(), metadata=_TABLE)
     species: tuple[str, ...] = field(default=(), metadata=_HEAD)
 
+    @property
+    def uses_trained_embedder(self) -> bool:
+        """Whether runs use a model of `train embedder` when the database holds one: a
+        ``[trained_embedder]`` table that does not say ``use = "never"``."""
+        return self.trained_embedder is not None and self.trained_embedder.use != "never"
+
 
 # ------------------------------------------------------------------------------------------
 def _allowed_keys(cls: type, *, exclude: Any = ()) -> list[str]:

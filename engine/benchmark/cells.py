@@ -169,7 +169,7 @@ def run_cell(spec: CellSpec) -> dict:
     db = spec.folder / "gallery.db"
     link_blobs(spec.shared_store, db.with_name(db.name + ".d"))
     steps: dict[str, dict] = {}
-    if profile.trained_embedder is not None and profile.trained_embedder.use != "never":
+    if profile.uses_trained_embedder:
         steps["train_embedder"] = _train(profile, db, spec)
     if spec.calibrate:
         steps["calibrate"] = _calibrate(profile, db, spec)

@@ -63,9 +63,9 @@ def attach_trained_embedder(db: GalleryDatabase, profile: Profile, components: C
     Returns a notice for the user: which model is used, or that none is and how to train one
     ('' when the profile has no ``[trained_embedder]`` table or says ``use = "never"``).
     """
-    settings = profile.trained_embedder
-    if settings is None or settings.use == "never":
+    if not profile.uses_trained_embedder:
         return ""
+    settings = profile.trained_embedder
     where = f"{profile.source} [trained_embedder].embedder"
     built = build_plugin(table, "embedder", settings.embedder, device, where)
     model_file = str(getattr(built.config, "model", "") or "")

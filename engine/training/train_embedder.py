@@ -707,12 +707,12 @@ def options_from_profile(profile: Profile, **overrides) -> TrainEmbedderOptions:
         base["init_note"] = source.describe()
         if source.backbone is not None and overrides.get("backbone") not in (None, source.backbone):
             base["init_note"] += f"; its config.json is for {source.backbone}, not --backbone: not used"
-            return dataclasses.replace(TrainEmbedderOptions(profile=profile, db=base.pop("db")), **base)
-        if source.backbone is not None:
-            base["backbone"] = source.backbone
-            reid_model.check_architecture(source.backbone, f"--init {source.weights.parent}: its config.json's")
-        if overrides.get("image_size") is None and source.image_size is not None:
-            base["image_size"] = source.image_size
-        if source.mean is not None and source.std is not None:
-            base["mean"], base["std"] = source.mean, source.std
+        else:
+            if source.backbone is not None:
+                base["backbone"] = source.backbone
+                reid_model.check_architecture(source.backbone, f"--init {source.weights.parent}: its config.json's")
+            if overrides.get("image_size") is None and source.image_size is not None:
+                base["image_size"] = source.image_size
+            if source.mean is not None and source.std is not None:
+                base["mean"], base["std"] = source.mean, source.std
     return dataclasses.replace(TrainEmbedderOptions(profile=profile, db=base.pop("db")), **base)
