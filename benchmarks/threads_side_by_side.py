@@ -59,7 +59,7 @@ def stage(kind: str, n: int, threads: int, spinning: bool = False) -> float:
             options.add_session_config_entry("session.intra_op.allow_spinning", "1")
             session = ort.InferenceSession(resizable_graph(weight_path("isnet-small")), options,
                                            providers=["CPUExecutionProvider"])
-            segmenter.sessions[segmenter.config.input_size] = session
+            segmenter._sessions[(segmenter.config.input_size, engine_threads.call_threads())] = session
         work.append(segmenter.probability)
     if kind in ("aliked", "both"):
         spec = table.get("extractor", "aliked")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reid_engine.errors import UsageError
@@ -67,6 +67,9 @@ class Components:
     trained: Built | None = None  # the trained re-ID embedder as a one-feature extractor (embedding/stored.py)
     rerank: Rerank | None = None
     device: str = "cpu"  # where the plugins run ("cpu", "cuda", "cuda:1"...)
+    # the [segment] step per (database, settings) of this run (``inputs.views.segmentation_of``): one object, so the
+    # views its workers chose are at hand when the run describes each photo's animal
+    segmentations: list = field(default_factory=list, repr=False, compare=False)
 
     def sources(self) -> list[Pipeline | Rerank]:
         """The pair-level evidence sources fused by the decision: every pipeline, then ``[rerank]``'s."""

@@ -94,8 +94,9 @@ from reid_engine.errors import ManifestError, ReidError, UsageError
 from reid_engine.keypoints import landmarks_in_image, parse_keypoints
 from reid_engine.records import ImageError, ImageRecord, LoadedImage, LocalFeatures, Manifest, Matches
 from reid_engine.registry import EmptyConfig, PluginSpec, hookimpl
+from reid_engine.threads import call_threads
 from reid_engine.threads import configured as configured_threads
-from reid_engine.threads import onnx_session_options
+from reid_engine.threads import onnx_session_options, worker_share
 from reid_engine.weights import MissingWeights, file_sha256, load_weights, weight_path, weight_state
 
 if TYPE_CHECKING:  # imported on first use at run time (``__getattr__`` below): these modules import torch
@@ -137,6 +138,7 @@ __all__ = [
     "UsageError",
     "animal_square",
     "arrays_sha256",
+    "call_threads",
     "configured_threads",
     "crop_to_mask",
     "export_onnx",
@@ -163,6 +165,7 @@ __all__ = [
     "too_small",
     "weight_path",
     "weight_state",
+    "worker_share",
 ]
 
 # name -> (module, attribute): imported on first use, since these modules import torch

@@ -45,6 +45,7 @@ PUBLIC_NAMES = [
     "UsageError",
     "animal_square",
     "arrays_sha256",
+    "call_threads",
     "configured_threads",
     "crop_to_mask",
     "export_onnx",
@@ -71,6 +72,7 @@ PUBLIC_NAMES = [
     "too_small",
     "weight_path",
     "weight_state",
+    "worker_share",
 ]
 
 BASES = {

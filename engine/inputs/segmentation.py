@@ -79,6 +79,7 @@ class Segmentation:
     def __init__(self, settings: "SegmentSettings", segmenter: "Built | None", db: "GalleryDatabase | None") -> None:
         self.settings, self.segmenter, self.db = settings, segmenter, db
         self.computed = 0
+        self.chosen: dict[tuple[str, str, object], AnimalView] = {}  # (image id, content hash, instance) -> view
 
     # -- the network's output, cached ------------------------------------------------------
     def _key(self, content_hash: str) -> str:
@@ -151,6 +152,7 @@ class Segmentation:
         elif self.segmenter is not None:
             chosen = self.choose(self.probability(image), image.record)
             view = chosen.view
+            self.chosen[_view_key(image.record, image.content_hash)] = view
             mask = None if chosen.mask is None else _resize(chosen.mask.astype(np.float32), image.rgb.shape[:2]) > 0.5
         else:
             return dataclasses.replace(image, view=AnimalView("none"))
@@ -170,8 +172,16 @@ class Segmentation:
         """The view of an already segmented photo, from the cache (None when unknown or manifest)."""
         if _manifest_mask(record):
             return AnimalView("manifest")
+        known = self.chosen.get(_view_key(record, content_hash))
+        if known is not None:  # chosen while this process extracted the photo's features
+            return known
         prob = self.cached_probability(content_hash)
         return None if prob is None else self.choose(prob, record).view
+
+
+def _view_key(record: ImageRecord, content_hash: str) -> tuple[str, str, object]:
+    """What a view depends on besides the settings and the segmenter: the photo and which animal of it."""
+    return record.image_id, content_hash, record.extra.get(INSTANCE_KEY)
 
 
 def _manifest_mask(record: ImageRecord) -> bool:

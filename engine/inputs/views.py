@@ -28,8 +28,17 @@ def gallery_record(image: GalleryImage) -> ImageRecord:
 
 
 def segmentation_of(components: Components, profile: Profile, db: GalleryDatabase | None) -> Segmentation | None:
-    """The profile's ``[segment]`` step, caching masks in ``db`` (None: no segment step)."""
-    return None if profile.segment is None else Segmentation(profile.segment, components.segmenter, db)
+    """The profile's ``[segment]`` step, caching masks in ``db`` (None: no segment step); the same
+    object for the same ``components``, ``db`` and settings, so views chosen while extracting are
+    remembered (:meth:`Segmentation.view_of`)."""
+    if profile.segment is None:
+        return None
+    for db_, settings, segmentation in components.segmentations:
+        if db_ is db and settings is profile.segment and segmentation.segmenter is components.segmenter:
+            return segmentation
+    segmentation = Segmentation(profile.segment, components.segmenter, db)
+    components.segmentations.append((db, profile.segment, segmentation))
+    return segmentation
 
 
 def image_loader(components: Components, profile: Profile,

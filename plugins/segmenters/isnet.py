@@ -16,11 +16,12 @@ onnxruntime has it and the device is ``cuda``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.plugin import LoadedImage, PluginSpec, Segmenter, hookimpl
+from reid_engine.plugin import LoadedImage, PluginSpec, Segmenter, hookimpl, worker_share
 
 PUBLISHED_SIZE = 1024  # the input size the ONNX file was exported with
 SIZE_STEP = 64         # the network pools 6 times by 2: other sizes must be multiples of 64
@@ -36,7 +37,8 @@ class IsNetConfig:
     input_size  side (px) of the square the photo is resized to for the network, a multiple of
                 64 from 192 to 1024; 1024 is the published model's size, smaller is faster
                 (nyala-dev: 384 gives masks with a median IoU of 0.92 against 1024's at 1/7 the time)
-    threads     onnxruntime intra-op threads; 0 = the engine's thread setting (``--threads``)
+    threads     onnxruntime intra-op threads; 0 = the calling worker's share of ``--threads``
+                (``call_threads``: all of them for a photo segmented alone)
     retry_sizes larger input sizes tried in turn when the map at ``input_size`` shows no animal
                 covering at least ``retry_below`` of the photo (a small input misses small or
                 low-contrast animals; nyala-dev: 256 px found none in 11 of the closed split's 126
@@ -123,25 +125,47 @@ class IsNet(Segmenter):
     def __init__(self, config: IsNetConfig, device: str) -> None:
         import onnxruntime as ort
 
-        from reid_engine.plugin import onnx_session_options, weight_path
+        from reid_engine.plugin import weight_path
 
         self.config = config
-        providers = ["CPUExecutionProvider"]
+        self.providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        path = weight_path("isnet-small")
-        resizable = None
-        self.sessions = {}  # input size -> onnxruntime session, input_size first
-        for side in dict.fromkeys((config.input_size, *config.retry_sizes)):
-            if side != PUBLISHED_SIZE and resizable is None:
-                resizable = resizable_graph(path)
-            model = str(path) if side == PUBLISHED_SIZE else resizable
-            self.sessions[side] = ort.InferenceSession(model, onnx_session_options(config.threads), providers=providers)
-        self.input = self.sessions[config.input_size].get_inputs()[0].name
+            self.providers.insert(0, "CUDAExecutionProvider")
+        self.path = weight_path("isnet-small")
+        self._resizable: bytes | None = None
+        # (input size, intra-op threads) -> onnxruntime session, made when first needed: a call takes
+        # its worker's share of the threads (``call_threads``), so photos segmented side by side share
+        # one session of one thread each on 2 cores, and a photo alone gets every thread
+        self._sessions: dict[tuple[int, int], object] = {}
+        self._lock = threading.Lock()
+        share = config.threads or worker_share()  # the feature workers' share, what a run's calls take
+        self.input = self._session(config.input_size, share).get_inputs()[0].name  # a bad file fails here
         # what ``probability`` depends on (the cache key); 1024 keeps the key masks were cached under
         self.model_id = f"isnet-small@{config.input_size}"
         if config.retry_sizes:
             self.model_id += f"+retry@{','.join(map(str, config.retry_sizes))}<{config.retry_below:g}"
+
+    def _session(self, side: int, threads: int = 0):
+        """The session for ``side``-px input with ``threads`` intra-op threads (0: ``config.threads``,
+        else ``call_threads()``), made once."""
+        import onnxruntime as ort
+
+        from reid_engine.plugin import call_threads, onnx_session_options
+
+        threads = threads or self.config.threads or call_threads()
+        session = self._sessions.get((side, threads))
+        if session is None:
+            with self._lock:
+                session = self._sessions.get((side, threads))
+                if session is None:
+                    if side == PUBLISHED_SIZE:
+                        model = str(self.path)
+                    else:
+                        self._resizable = self._resizable or resizable_graph(self.path)
+                        model = self._resizable
+                    session = ort.InferenceSession(model, onnx_session_options(threads), providers=self.providers)
+                    self._sessions[(side, threads)] = session
+        return session
 
     def probability(self, image: LoadedImage) -> np.ndarray:
         """Foreground probability float32 (H, W) in [0, 1] at the photo's size: at ``input_size``,
@@ -168,7 +192,7 @@ class IsNet(Segmenter):
         x = cv2.resize(image.rgb, (side, side), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
         x = x.astype(np.float32)
         x = ((x - 128.0) / 256.0).transpose(2, 0, 1)[None]
-        prob = self.sessions[side].run(["output"], {self.input: x})[0][0, 0]
+        prob = self._session(side).run(["output"], {self.input: x})[0][0, 0]
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR).clip(0.0, 1.0)
 
     def clean(self, prob: np.ndarray) -> list[np.ndarray]:

@@ -151,6 +151,36 @@ def test_the_network_runs_once_per_photo_and_views_come_from_the_cache(two_anima
         assert again.view_of(record, read_image(record).content_hash) == view
 
 
+def test_a_view_chosen_while_extracting_is_remembered_not_read_and_cleaned_again(two_animals, tmp_path, monkeypatch):
+    path, _, _ = two_animals
+    table = bright_table()
+    record = ImageRecord("two", path)
+    with GalleryDatabase(tmp_path / "g.db") as db:
+        seg = segmentation(table, db, instance="central")
+        image = read_image(record)
+        view = seg.apply(image).view
+        monkeypatch.setattr(Segmentation, "cached_probability", lambda *a: pytest.fail("the mask was read again"))
+        assert seg.view_of(record, image.content_hash) == view
+        # another animal of the same photo, or another photo, is not taken for it
+        second = replace(record, extra={INSTANCE_KEY: 1})
+        with pytest.raises(pytest.fail.Exception, match="read again"):
+            seg.view_of(second, image.content_hash)
+
+
+def test_a_run_segments_through_one_object_per_database_and_settings(tmp_path):
+    from reid_engine.components import build_components
+    from reid_engine.inputs.views import segmentation_of
+
+    table = bright_table()
+    profile = parse_profile({"profile": {"name": "bright"}, "segment": {"segmenter": "bright"}}, "test")
+    components = build_components(profile, table, "cpu")
+    with GalleryDatabase(tmp_path / "a.db") as a, GalleryDatabase(tmp_path / "b.db") as b:
+        assert segmentation_of(components, profile, a) is segmentation_of(components, profile, a)
+        assert segmentation_of(components, profile, b) is not segmentation_of(components, profile, a)
+        other = replace(profile, segment=replace(profile.segment, instance="central"))
+        assert segmentation_of(components, other, a) is not segmentation_of(components, profile, a)
+
+
 def test_gallery_views_are_stored_once_and_read_back_until_what_they_depend_on_changes(two_animals, tmp_path,
                                                                                         monkeypatch):
     from reid_engine.inputs.animals import animal_views

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -77,8 +79,10 @@ def _retrying_isnet(maps: dict[int, np.ndarray], **options):
     from reid_engine.plugins.segmenters.isnet import IsNet, IsNetConfig
 
     net = IsNet.__new__(IsNet)
-    net.config = IsNetConfig(input_size=min(maps), retry_sizes=tuple(sorted(maps))[1:], **options)
-    net.sessions = {side: _Session(prob) for side, prob in maps.items()}
+    net.config = IsNetConfig(input_size=min(maps), retry_sizes=tuple(sorted(maps))[1:], threads=1, **options)
+    net.fakes = {side: _Session(prob) for side, prob in maps.items()}
+    net._sessions = {(side, 1): fake for side, fake in net.fakes.items()}
+    net._lock = threading.Lock()
     net.input = "input"
     return net
 
@@ -100,19 +104,19 @@ def test_isnet_retries_at_a_larger_size_only_where_the_first_map_shows_no_animal
     nothing, animal = np.zeros((192, 192), np.float32), _animal(256, 0.3)
     net = _retrying_isnet({192: nothing, 256: animal})
     prob = net.probability(_photo())
-    assert [s.calls for s in net.sessions.values()] == [1, 1]
+    assert [s.calls for s in net.fakes.values()] == [1, 1]
     assert 0.25 < (prob > 0.5).mean() < 0.35  # the 256-px map, at the photo's size
 
     net = _retrying_isnet({192: _animal(192, 0.3), 256: animal})
     net.probability(_photo())
-    assert [s.calls for s in net.sessions.values()] == [1, 0]  # the first map showed one: no retry
+    assert [s.calls for s in net.fakes.values()] == [1, 0]  # the first map showed one: no retry
 
 
 def test_isnet_retry_treats_a_mask_below_retry_below_as_none_and_keeps_the_first_map_when_all_fail():
     speck, small = _animal(192, 0.01), _animal(256, 0.01)
     net = _retrying_isnet({192: speck, 256: small}, retry_below=0.02, min_blob=0.001)
     prob = net.probability(_photo())
-    assert [s.calls for s in net.sessions.values()] == [1, 1]
+    assert [s.calls for s in net.fakes.values()] == [1, 1]
     assert 0.005 < (prob > 0.5).mean() < 0.015  # neither showed an animal: the input_size map is kept
     assert _retrying_isnet({192: speck, 256: small}, retry_below=0.005, min_blob=0.001).probability(_photo()) is not None
 
@@ -126,10 +130,39 @@ def test_isnet_retry_sizes_are_part_of_the_cache_key(monkeypatch):
 
     monkeypatch.setattr(ort, "InferenceSession", lambda model, options, providers: _Session(np.zeros((1, 1))))
     plain = isnet.IsNet(isnet.IsNetConfig(input_size=256), "cpu")
-    retrying = isnet.IsNet(isnet.IsNetConfig(input_size=256, retry_sizes=(384, 512)), "cpu")
+    retrying = isnet.IsNet(isnet.IsNetConfig(input_size=256, retry_sizes=(384, 512), threads=2), "cpu")
     assert plain.model_id == "isnet-small@256"
     assert retrying.model_id == "isnet-small@256+retry@384,512<0.02"
-    assert sorted(retrying.sessions) == [256, 384, 512]
+    assert sorted(retrying._sessions) == [(256, 2)]  # the retry sizes' sessions are made when first needed
+    retrying._session(512)
+    assert sorted(retrying._sessions) == [(256, 2), (512, 2)]
+
+
+def test_isnet_sessions_take_the_threads_of_the_worker_that_calls_them(monkeypatch):
+    """Photos segmented side by side share a session of their worker's share of the threads; a photo
+    segmented alone gets a session of every thread (onnxruntime sizes its pool per session)."""
+    from reid_engine import threads
+    from reid_engine.plugins.segmenters import isnet
+
+    monkeypatch.setattr(isnet, "resizable_graph", lambda path: b"graph")
+    monkeypatch.setattr("reid_engine.plugin.weight_path", lambda name: "isnet.onnx")
+    import onnxruntime as ort
+
+    made = []
+    monkeypatch.setattr(ort, "InferenceSession",
+                        lambda model, options, providers: made.append(options.intra_op_num_threads) or _Session(
+                            np.zeros((256, 256), np.float32)))
+    monkeypatch.setattr(threads, "_count", 4)
+    monkeypatch.setattr(threads, "_workers", 2)
+    net = isnet.IsNet(isnet.IsNetConfig(input_size=256), "cpu")
+    assert made == [2]  # built for the feature workers: 4 threads, 2 photos side by side
+    photos = [_photo() for _ in range(4)]
+    for done in threads.ordered_map(net.probability, photos, 2):
+        done.result()
+    assert made == [2]
+    net.probability(_photo())  # alone: every thread
+    assert made == [2, 4] and sorted(net._sessions) == [(256, 2), (256, 4)]
+    assert threads.call_threads() == 4
 
 
 @pytest.mark.slow
