@@ -39,7 +39,7 @@ def main() -> None:
 
     def torch_reductions(d1: torch.Tensor, d2: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
         """ratio_mutual_nn as it was until 3 Dec 2026 on the CPU too (now only off the CPU)."""
-        return _ratio_mutual_nn_torch(squared_distances(d1, d2), ratio)
+        return _ratio_mutual_nn_torch(squared_distances(d1, d2, padded=True), ratio)
 
     torch.set_num_threads(args.threads)
     files = sorted((args.db.parent / (args.db.name + ".d") / "features").glob("*/*.npz"))[:40]

@@ -8,11 +8,10 @@ cosine similarity of the pair.
 The ratio test is computed here rather than by ``match_smnn``, with the same result: kornia
 runs ``topk`` twice over a ``cdist`` matrix, once along its non-contiguous transpose, and that
 was two thirds of a warm nyala query (pyinstrument: 54.6 of 82.2 s, 39.7 s in ``topk``). Here
-one matrix product gives the squared distances (no other (N1, N2) array is allocated), and the
-two smallest per row and per column are found on the CPU through numpy's SIMD ``argmin`` / ``min``
-(torch's index-returning ``min`` is several times slower), elsewhere through torch's ``min`` /
-``amin`` with the first minimum masked in place (``benchmarks/mnn_speed.py``). On the CPU the
-product yields the distances themselves (``augmented_squared_distances``)."""
+one matrix product, turned into squared distances in place (no other (N1, N2) array is
+allocated), gives the two smallest per row and per column; on the CPU through numpy's SIMD
+``argmin`` / ``min`` (torch's index-returning ``min`` is several times slower), elsewhere through
+torch's ``min`` / ``amin`` with the first minimum masked in place (``benchmarks/mnn_speed.py``)."""
 
 from __future__ import annotations
 
@@ -89,35 +88,21 @@ def ratio_mutual_nn(d1: torch.Tensor, d2: torch.Tensor, ratio: float) -> tuple[t
     if n1 < 2 or n2 < 2:
         return torch.zeros(0, device=d1.device), torch.zeros((0, 2), dtype=torch.long, device=d1.device)
     if d1.device.type == "cpu" and d1.dtype == torch.float32 and ratio < 1.0:
-        ratios, rows, cols = _ratio_mutual_nn_numpy(augmented_squared_distances(d1, d2).numpy(), ratio)
+        ratios, rows, cols = _ratio_mutual_nn_numpy(squared_distances(d1, d2, padded=False).numpy(), ratio)
         return torch.from_numpy(ratios), torch.from_numpy(np.stack([rows, cols], 1))
-    return _ratio_mutual_nn_torch(squared_distances(d1, d2), ratio)
+    return _ratio_mutual_nn_torch(squared_distances(d1, d2, padded=True), ratio)
 
 
-def squared_distances(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """float (N1, N2): squared Euclidean distances from one matrix product, made in place, for
-    torch's reductions (off the CPU). Rows lie 16 floats apart beyond N2: torch's reductions along
-    columns thrash the cache at a power-of-two row stride (min over dim 0: 2.7 ms instead of 0.4 ms
-    at 1,024²)."""
+def squared_distances(d1: torch.Tensor, d2: torch.Tensor, padded: bool) -> torch.Tensor:
+    """float (N1, N2): squared Euclidean distances from one matrix product, made in place.
+
+    ``padded``: rows 16 floats apart beyond N2, for torch's reductions along columns, which thrash
+    the cache at a power-of-two row stride (min over dim 0: 2.7 ms instead of 0.4 ms at 1,024²);
+    numpy's are fastest on a contiguous array."""
     n1, n2 = len(d1), len(d2)
-    sq = torch.empty((n1, n2 + 16), dtype=d1.dtype, device=d1.device)[:, :n2]
+    sq = torch.empty((n1, n2 + (16 if padded else 0)), dtype=d1.dtype, device=d1.device)[:, :n2]
     torch.mm(d1, d2.T, out=sq)
     return sq.mul_(-2.0).add_((d1 * d1).sum(1)[:, None]).add_((d2 * d2).sum(1)[None, :]).clamp_(min=0)
-
-
-def augmented_squared_distances(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """float (N1, N2): squared Euclidean distances ``|a|² + |b|² - 2 a·b`` as one matrix product of
-    (N1, D + 2) rows ``[-2a, |a|², 1]`` and (N2, D + 2) rows ``[b, 1, |b|²]``, not clamped (a
-    distance of 0 may come out as -1e-7).
-
-    ``squared_distances`` makes the same matrix with four more passes over it, which cost more than
-    the product's two extra columns: 1,024 RootSIFT descriptors a side on the CPU, ratio test
-    included, 2.7 against 4.6 ms a pair on one core, 2.0 against 2.5 ms with two pairs side by
-    side on 2 cores, and the same matches for all of 400 nyala pairs (ad hoc, 3 Dec 2026)."""
-    ones1, ones2 = d1.new_ones((len(d1), 1)), d2.new_ones((len(d2), 1))
-    left = torch.cat([d1 * -2.0, (d1 * d1).sum(1, keepdim=True), ones1], 1)
-    right = torch.cat([d2, ones2, (d2 * d2).sum(1, keepdim=True)], 1)
-    return torch.mm(left, right.T)
 
 
 def _ratio_mutual_nn_torch(sq: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,23 +134,18 @@ def _ratio_mutual_nn_numpy(sq: np.ndarray, ratio: float) -> tuple[np.ndarray, np
     second12 = sq.min(1)
     sq[rows, to2] = best12
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at a duplicated descriptor: NaN fails the test
-        ratio12 = _root(best12) / _root(second12)
+        ratio12 = np.sqrt(best12) / np.sqrt(second12)
     cand = np.flatnonzero((best12 <= sq.min(0)[to2]) & (ratio12 <= ratio))  # mutual, row test passed
     cols = to2[cand]
     sq[cand, cols] = np.inf  # each candidate column's nearest row, masked: its minimum is now the second
     second21 = sq.min(0)[cols]
     sq[cand, cols] = best12[cand]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio21 = _root(best12[cand]) / _root(second21)
+        ratio21 = np.sqrt(best12[cand]) / np.sqrt(second21)
     # rows equally near one column: its second nearest is as near (ratio 1, which fails any ratio < 1)
     ratio21[np.bincount(cols, minlength=sq.shape[1])[cols] > 1] = np.inf
     keep = ratio21 <= ratio
     return np.maximum(ratio12[cand], ratio21)[keep], cand[keep], cols[keep]
-
-
-def _root(sq: np.ndarray) -> np.ndarray:
-    """Distances from squared distances that may have come out a little below zero."""
-    return np.sqrt(np.maximum(sq, 0.0))
 
 
 @hookimpl

@@ -60,7 +60,7 @@ def test_ratio_mutual_nn_is_kornias_match_smnn(seed):
         dists, idx = KF.match_smnn(d1, d2, ratio)
         ours, our_idx = ratio_mutual_nn(d1, d2, ratio)  # numpy's reductions (CPU)
         assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
-        ours, our_idx = _ratio_mutual_nn_torch(squared_distances(d1, d2), ratio)  # a GPU's path
+        ours, our_idx = _ratio_mutual_nn_torch(squared_distances(d1, d2, padded=True), ratio)  # a GPU's path
         assert torch.equal(our_idx, idx) and torch.allclose(ours, dists.reshape(-1), atol=1e-5)
         assert len(idx) > 20  # the shared descriptors match
     assert ratio_mutual_nn(d1[:1], d2, 0.8)[1].shape == (0, 2)
