@@ -21,8 +21,6 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from sklearn.metrics import rand_score
-
 from reid_engine.records import NEW_INDIVIDUAL, Prediction
 
 NAN = float("nan")
@@ -201,6 +199,8 @@ def rand_index(labels_true: Sequence[object], labels_pred: Sequence[object]) -> 
     _check_same_length("labels_true", labels_true, "labels_pred", labels_pred)
     if len(labels_true) == 0:
         return NAN
+    from sklearn.metrics import rand_score  # here: sklearn.metrics takes 1.1 s to import, a run never needs it
+
     # Map labels to ints so mixed label types (str vs None) never trip numpy's sorting.
     return float(rand_score(_codes(labels_true), _codes(labels_pred)))
 

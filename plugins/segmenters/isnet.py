@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.plugin import LoadedImage, PluginSpec, Segmenter, hookimpl, worker_share
+from reid_engine.plugin import LoadedImage, PluginSpec, Segmenter, configured_threads, hookimpl, worker_share
 
 PUBLISHED_SIZE = 1024  # the input size the ONNX file was exported with
 SIZE_STEP = 64         # the network pools 6 times by 2: other sizes must be multiples of 64
@@ -138,7 +138,8 @@ class IsNet(Segmenter):
         # one session of one thread each on 2 cores, and a photo alone gets every thread
         self._sessions: dict[tuple[int, int], object] = {}
         self._lock = threading.Lock()
-        share = config.threads or worker_share()  # the feature workers' share, what a run's calls take
+        # what a run's calls take: on the CPU the feature workers' share; elsewhere photos go one at a time
+        share = config.threads or (worker_share() if device == "cpu" else configured_threads())
         self.input = self._session(config.input_size, share).get_inputs()[0].name  # a bad file fails here
         # what ``probability`` depends on (the cache key); 1024 keeps the key masks were cached under
         self.model_id = f"isnet-small@{config.input_size}"

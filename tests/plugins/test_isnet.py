@@ -163,6 +163,9 @@ def test_isnet_sessions_take_the_threads_of_the_worker_that_calls_them(monkeypat
     net.probability(_photo())  # alone: every thread
     assert made == [2, 4] and sorted(net._sessions) == [(256, 2), (256, 4)]
     assert threads.call_threads() == 4
+    made.clear()
+    isnet.IsNet(isnet.IsNetConfig(input_size=256), "cuda")  # off the CPU photos go one at a time
+    assert made == [4]
 
 
 @pytest.mark.slow
