@@ -440,7 +440,7 @@ def segment(
                                    progress=lambda: bar.advance(task))
     n = len(summary.views)
     mean, lo, hi = summary.coverage()
-    per = f", {summary.seconds_computing / summary.computed:.2f} s per new mask" if summary.computed else ""
+    per = f", {summary.seconds / n:.2f} s a photo" if n else ""
     out_console.print(f"{n} photos: {summary.computed} segmented now, {n - summary.computed} from the cache{per}")
     several = sum(1 for v in summary.views.values() if v.instances > 1)
     out_console.print(f"mask coverage of the photo: mean {mean:.0%} (5th-95th percentile {lo:.0%}-{hi:.0%}); "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ R = TypeVar("R")
 _count: int | None = None        # the thread count decided by ``configure``
 _workers = 0                     # items worked on side by side (``set_workers``); 0: one per thread
 _sized: set[str] = set()         # the libraries already sized to it
-_share: int | None = None        # threads of each worker while ``ordered_map`` runs several side by side
+_worker = threading.local()      # .share: threads of this ``ordered_map`` worker thread (unset elsewhere)
 _interop_fixed = False
 
 
@@ -113,12 +114,13 @@ def worker_share() -> int:
 
 
 def call_threads() -> int:
-    """Threads one call may use now: its worker's share (``one_thread_each``) while several workers
-    run side by side, else every configured thread. A plugin that sizes a pool of its own, such as an
-    onnxruntime session, reads this when it is called: two workers calling one IS-Net session of two
-    threads segment at 120 ms a photo on 2 cores, of one thread at 108 ms (ad hoc, 3 Dec 2026), while one
-    photo alone takes 126 ms with two threads and 198 ms with one."""
-    return _share or configured()
+    """Threads a call from this thread may use: its share (``configured() // workers``) in a worker
+    thread of ``ordered_map`` running several side by side, else every configured thread. A plugin
+    that sizes a pool of its own, such as an onnxruntime session, reads this when it is called: two
+    workers calling one IS-Net session of two threads segment at 120 ms a photo on 2 cores, of one
+    thread at 108 ms (ad hoc, 3 Dec 2026), while one photo alone takes 126 ms with two threads and
+    198 ms with one."""
+    return getattr(_worker, "share", None) or configured()
 
 
 def onnx_session_options(threads: int = 0):
@@ -150,17 +152,14 @@ def one_thread_each(workers: int) -> Iterator[None]:
         return
     import torch
 
-    global _share
     cv2 = sys.modules.get("cv2")
     torch_before, cv2_before = torch.get_num_threads(), cv2.getNumThreads() if cv2 is not None else 0
-    share_before, _share = _share, share
     torch.set_num_threads(share)
     if cv2 is not None:
         cv2.setNumThreads(share)
     try:
         yield
     finally:
-        _share = share_before
         torch.set_num_threads(torch_before)
         if cv2 is not None:
             cv2.setNumThreads(cv2_before)
@@ -189,7 +188,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 0) -> I
                 done.set_exception(exc)
             yield done
         return
-    with one_thread_each(workers), ThreadPoolExecutor(workers, thread_name_prefix="reid-engine") as pool:
+    share = max(1, configured() // workers)
+    with one_thread_each(workers), ThreadPoolExecutor(workers, thread_name_prefix="reid-engine",
+                                                      initializer=_set_share, initargs=(share,)) as pool:
         pending: deque[Future] = deque()
         try:
             for item in items:
@@ -201,3 +202,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 0) -> I
         finally:  # the caller stopped early (an error, Ctrl-C): drop what has not started
             for future in pending:
                 future.cancel()
+
+
+def _set_share(share: int) -> None:
+    """Worker thread start-up: the threads its calls may use (``call_threads``)."""
+    _worker.share = share

@@ -17,6 +17,15 @@ def test_session_options_use_the_configured_count_without_spinning():
     assert threads.onnx_session_options().intra_op_num_threads == threads.configured()
 
 
+def test_call_threads_is_the_share_in_worker_threads_only(monkeypatch):
+    monkeypatch.setattr(threads, "_count", 4)
+    side_by_side = [done.result() for done in threads.ordered_map(lambda _: threads.call_threads(), range(6), 2)]
+    assert side_by_side == [2] * 6 and threads.call_threads() == 4  # the calling thread keeps every thread
+    alone = [done.result() for done in threads.ordered_map(lambda _: threads.call_threads(), range(2), 1)]
+    assert alone == [4, 4]
+    assert threads.worker_share() == 4 // threads.worker_count()
+
+
 def test_negative_thread_count_is_refused():
     with pytest.raises(ValueError, match="threads"):
         threads.configure(-1)

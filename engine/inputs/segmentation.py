@@ -78,8 +78,13 @@ class Segmentation:
 
     def __init__(self, settings: "SegmentSettings", segmenter: "Built | None", db: "GalleryDatabase | None") -> None:
         self.settings, self.segmenter, self.db = settings, segmenter, db
-        self.computed = 0
+        self.fresh: set[str] = set()  # content hashes of the photos whose map this object computed
         self.chosen: dict[tuple[str, str, object], AnimalView] = {}  # (image id, content hash, instance) -> view
+
+    @property
+    def computed(self) -> int:
+        """Photos whose probability map this object computed (the others came from the cache)."""
+        return len(self.fresh)
 
     # -- the network's output, cached ------------------------------------------------------
     def _key(self, content_hash: str) -> str:
@@ -100,7 +105,7 @@ class Segmentation:
             return prob
         full = np.asarray(self.segmenter.obj.probability(image), np.float32)
         prob = _resize(full, _small_hw(full.shape[:2]), nearest=False)
-        self.computed += 1
+        self.fresh.add(image.content_hash)  # a set: safe from several workers, where a += count is not
         if self.db is not None:
             q = np.round(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
             self.db.put_segmentation(self._key(image.content_hash), {"prob": q})

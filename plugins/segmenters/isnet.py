@@ -132,15 +132,16 @@ class IsNet(Segmenter):
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             self.providers.insert(0, "CUDAExecutionProvider")
         self.path = weight_path("isnet-small")
-        self._resizable: bytes | None = None
-        # (input size, intra-op threads) -> onnxruntime session, made when first needed: a call takes
-        # its worker's share of the threads (``call_threads``), so photos segmented side by side share
-        # one session of one thread each on 2 cores, and a photo alone gets every thread
+        # (input size, intra-op threads) -> onnxruntime session: a call takes its worker's share of the
+        # threads (``call_threads``), so photos segmented side by side share one session of one thread
+        # each on 2 cores, and a photo segmented alone gets (another session with) every thread
         self._sessions: dict[tuple[int, int], object] = {}
         self._lock = threading.Lock()
         # what a run's calls take: on the CPU the feature workers' share; elsewhere photos go one at a time
         share = config.threads or (worker_share() if device == "cpu" else configured_threads())
-        self.input = self._session(config.input_size, share).get_inputs()[0].name  # a bad file fails here
+        for side in (config.input_size, *config.retry_sizes):  # a bad file or graph fails here, not on a photo
+            self._session(side, share)
+        self.input = self._session(config.input_size, share).get_inputs()[0].name
         # what ``probability`` depends on (the cache key); 1024 keeps the key masks were cached under
         self.model_id = f"isnet-small@{config.input_size}"
         if config.retry_sizes:
@@ -159,11 +160,7 @@ class IsNet(Segmenter):
             with self._lock:
                 session = self._sessions.get((side, threads))
                 if session is None:
-                    if side == PUBLISHED_SIZE:
-                        model = str(self.path)
-                    else:
-                        self._resizable = self._resizable or resizable_graph(self.path)
-                        model = self._resizable
+                    model = str(self.path) if side == PUBLISHED_SIZE else resizable_graph(self.path)
                     session = ort.InferenceSession(model, onnx_session_options(threads), providers=self.providers)
                     self._sessions[(side, threads)] = session
         return session
