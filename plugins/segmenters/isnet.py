@@ -139,17 +139,19 @@ class IsNet(Segmenter):
         self._lock = threading.Lock()
         # what a run's calls take: on the CPU the feature workers' share; elsewhere photos go one at a time
         share = config.threads or (worker_share() if device == "cpu" else configured_threads())
-        for side in (config.input_size, *config.retry_sizes):  # a bad file or graph fails here, not on a photo
-            self._session(side, share)
+        sides = (config.input_size, *config.retry_sizes)
+        graph = resizable_graph(self.path) if any(side != PUBLISHED_SIZE for side in sides) else None
+        for side in sides:  # a bad file or graph fails here, not on a photo
+            self._session(side, share, graph)
         self.input = self._session(config.input_size, share).get_inputs()[0].name
         # what ``probability`` depends on (the cache key); 1024 keeps the key masks were cached under
         self.model_id = f"isnet-small@{config.input_size}"
         if config.retry_sizes:
             self.model_id += f"+retry@{','.join(map(str, config.retry_sizes))}<{config.retry_below:g}"
 
-    def _session(self, side: int, threads: int = 0):
+    def _session(self, side: int, threads: int = 0, graph: bytes | None = None):
         """The session for ``side``-px input with ``threads`` intra-op threads (0: ``config.threads``,
-        else ``call_threads()``), made once."""
+        else ``call_threads()``), made once; ``graph``: the resizable graph when already at hand."""
         import onnxruntime as ort
 
         from reid_engine.plugin import call_threads, onnx_session_options
@@ -160,7 +162,7 @@ class IsNet(Segmenter):
             with self._lock:
                 session = self._sessions.get((side, threads))
                 if session is None:
-                    model = str(self.path) if side == PUBLISHED_SIZE else resizable_graph(self.path)
+                    model = str(self.path) if side == PUBLISHED_SIZE else graph or resizable_graph(self.path)
                     session = ort.InferenceSession(model, onnx_session_options(threads), providers=self.providers)
                     self._sessions[(side, threads)] = session
         return session

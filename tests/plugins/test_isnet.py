@@ -124,7 +124,8 @@ def test_isnet_retry_treats_a_mask_below_retry_below_as_none_and_keeps_the_first
 def test_isnet_retry_sizes_are_part_of_the_cache_key(monkeypatch):
     from reid_engine.plugins.segmenters import isnet
 
-    monkeypatch.setattr(isnet, "resizable_graph", lambda path: b"graph")
+    rewrites = []
+    monkeypatch.setattr(isnet, "resizable_graph", lambda path: rewrites.append(path) or b"graph")
     monkeypatch.setattr("reid_engine.plugin.weight_path", lambda name: "isnet.onnx")
     import onnxruntime as ort
 
@@ -134,6 +135,7 @@ def test_isnet_retry_sizes_are_part_of_the_cache_key(monkeypatch):
     assert plain.model_id == "isnet-small@256"
     assert retrying.model_id == "isnet-small@256+retry@384,512<0.02"
     assert sorted(retrying._sessions) == [(256, 2), (384, 2), (512, 2)]  # built with the plugin: a bad graph fails then
+    assert len(rewrites) == 2  # the graph is rewritten once per plugin, not once per size
 
 
 def test_isnet_sessions_take_the_threads_of_the_worker_that_calls_them(monkeypatch):
