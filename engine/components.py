@@ -88,8 +88,7 @@ class Components:
         ``--threads`` unless ``--workers`` says otherwise) when the plugins run on the CPU and every
         plugin a photo goes through says it is ``thread_safe``, else 1."""
         used = [*self.preprocessors, *([self.segmenter] if self.segmenter else []), *self.extractors()]
-        safe = all(_thread_safe(built.obj) for built in used)
-        return worker_count() if self.device == "cpu" and safe else 1
+        return workers_for(self.device, [built.obj for built in used])
 
     def matching_workers(self, pipeline: Pipeline) -> int:
         """Pairs of ``pipeline`` to match and score side by side: ``threads.worker_count()`` when
@@ -97,8 +96,13 @@ class Components:
         ``match_many``: one that batches pairs itself, like LightGlue, is left to do so)."""
         matcher, scorer = pipeline.matcher.obj, pipeline.scorer.obj
         batches = type(matcher).match_many is not Matcher.match_many
-        safe = _thread_safe(matcher) and _thread_safe(scorer) and not batches
-        return worker_count() if self.device == "cpu" and safe else 1
+        return 1 if batches else workers_for(self.device, [matcher, scorer])
+
+
+def workers_for(device: str, objects: list) -> int:
+    """Items to work on side by side through these plugin objects: ``threads.worker_count()`` on the
+    CPU when every one says it is ``thread_safe``, else 1."""
+    return worker_count() if device == "cpu" and all(_thread_safe(obj) for obj in objects) else 1
 
 
 def _thread_safe(obj: object) -> bool:

@@ -107,10 +107,10 @@ def configured() -> int:
     return _count or available_cpus()
 
 
-def worker_share() -> int:
-    """Threads each of the ``worker_count()`` side-by-side workers gets: ``configured() // worker_count()``,
-    at least 1."""
-    return max(1, configured() // worker_count())
+def worker_share(workers: int = 0) -> int:
+    """Threads each of ``workers`` side-by-side workers gets (0: ``worker_count()``): ``configured() //
+    workers``, at least 1."""
+    return max(1, configured() // (workers or worker_count()))
 
 
 def call_threads() -> int:
@@ -146,7 +146,7 @@ def one_thread_each(workers: int) -> Iterator[None]:
     """While ``workers`` threads work side by side, each torch/OpenCV call gets the cores' share
     (``configured() // workers``, at least 1) instead of every core: no oversubscription."""
     count = configured()
-    share = max(1, count // max(1, workers))
+    share = worker_share(max(1, workers))
     if share == count:
         yield
         return
@@ -188,7 +188,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 0) -> I
                 done.set_exception(exc)
             yield done
         return
-    share = max(1, configured() // workers)
+    share = worker_share(workers)
     with one_thread_each(workers), ThreadPoolExecutor(workers, thread_name_prefix="reid-engine",
                                                       initializer=_set_share, initargs=(share,)) as pool:
         pending: deque[Future] = deque()

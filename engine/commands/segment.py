@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_engine.components import build_plugin
+from reid_engine.components import build_plugin, workers_for
 from reid_engine.errors import ImageDecodeError, UsageError, raise_if_resource_fault
 from reid_engine.inputs.images import read_image
 from reid_engine.inputs.segmentation import AnimalView, Segmentation
@@ -23,7 +23,7 @@ from reid_engine.inputs.views import load_view
 from reid_engine.outputs.drawing import caption_font, fit_text, save_png
 from reid_engine.records import ImageError, ImageRecord, LoadedImage
 from reid_engine.store.database import GalleryDatabase
-from reid_engine.threads import ordered_map, worker_count
+from reid_engine.threads import ordered_map
 
 _TINT = np.array([255, 0, 200], np.float32)  # the report's mask colour
 
@@ -72,7 +72,7 @@ def segment_manifest(profile, records: list[ImageRecord], db_path: Path, table, 
     shown: dict[str, LoadedImage] = {}
     chosen = set(random.Random(seed).sample([r.image_id for r in records], min(sample, len(records)))) \
         if grid is not None else set()
-    workers = worker_count() if device == "cpu" and getattr(segmenter.obj, "thread_safe", False) else 1
+    workers = workers_for(device, [segmenter.obj])
     with GalleryDatabase(db_path) as db:
         segmentation = Segmentation(seg, segmenter, db)
 

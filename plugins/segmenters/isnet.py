@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_engine.plugin import LoadedImage, PluginSpec, Segmenter, configured_threads, hookimpl, worker_share
+from reid_engine.plugin import (LoadedImage, PluginSpec, Segmenter, call_threads, configured_threads, hookimpl,
+                                 onnx_session_options, worker_share)
 
 PUBLISHED_SIZE = 1024  # the input size the ONNX file was exported with
 SIZE_STEP = 64         # the network pools 6 times by 2: other sizes must be multiples of 64
@@ -152,13 +153,11 @@ class IsNet(Segmenter):
     def _session(self, side: int, threads: int = 0, graph: bytes | None = None):
         """The session for ``side``-px input with ``threads`` intra-op threads (0: ``config.threads``,
         else ``call_threads()``), made once; ``graph``: the resizable graph when already at hand."""
-        import onnxruntime as ort
-
-        from reid_engine.plugin import call_threads, onnx_session_options
-
         threads = threads or self.config.threads or call_threads()
         session = self._sessions.get((side, threads))
         if session is None:
+            import onnxruntime as ort
+
             with self._lock:
                 session = self._sessions.get((side, threads))
                 if session is None:
