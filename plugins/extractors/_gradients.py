@@ -65,3 +65,19 @@ class BlobHessian(nn.Module):
         if sigmas is not None:
             response = response * sigmas.pow(4).view(-1, 1, 1, 1)
         return response
+
+
+class SobelGradient(nn.Module):
+    """``kornia.filters.SpatialGradient("sobel", 1)`` (normalised 3×3 Sobel, border replicated) as
+    differences of shifted slices: (B, C, H, W) → (B, C, 2, H, W), (d/dx, d/dy). A drop-in ``gradient`` for
+    kornia's patch estimators (``PatchAffineShapeEstimator``, ``PatchDominantGradientOrientation``), whose
+    (1,024, 1, 21, 21) convolution oneDNN runs 10× slower than this."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = images.shape
+        p = F.pad(images.reshape(b * c, 1, h, w), [1, 1, 1, 1], mode="replicate")[:, 0]  # (n, H + 2, W + 2)
+        across = p[:, :, 2:] - p[:, :, :-2]  # (n, H + 2, W): x differences of every padded row
+        dx = (across[:, :-2] + 2.0 * across[:, 1:-1] + across[:, 2:]) * 0.125
+        down = p[:, 2:] - p[:, :-2]  # (n, H, W + 2)
+        dy = (down[:, :, :-2] + 2.0 * down[:, :, 1:-1] + down[:, :, 2:]) * 0.125
+        return torch.stack([dx, dy], 1).reshape(b, c, 2, h, w)

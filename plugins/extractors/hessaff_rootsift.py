@@ -18,7 +18,9 @@ from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec
 
 from ._gradients import BlobHessian
 from ._image import crop_to_mask, grey_tensor, mask_tensor
+from ._patch_pyramid import PatchPyramid
 from ._patch_sift import PatchRootSift
+from ._region_steps import AffineShapeStep, OrientationStep
 
 DESCRIPTOR_DIM = 128
 
@@ -74,17 +76,20 @@ class HessAffRootSift(Extractor):
         self.device = device
         ps = config.patch_size
         shape_ps, orientation_ps = config.shape_patch_size or ps, config.orientation_patch_size or ps
+        # the detector finds centres and scales; the shape, orientation and descriptor steps then sample
+        # their patches from one pyramid of the image (kornia's modules would each build their own)
         self.detector = KF.ScaleSpaceDetector(
             num_features=config.max_keypoints,
             mr_size=config.mr_size,
             resp_module=BlobHessian(),  # kornia's, in a layout the CPU runs 3x as fast
             scale_pyr_module=ScalePyramid(3, 1.6, ps, double_image=False),
             subpix_module=ConvQuadInterp3d(10),
-            ori_module=KF.PassLAF() if config.upright else KF.LAFOrienter(orientation_ps),
-            aff_module=KF.LAFAffineShapeEstimator(shape_ps) if config.affine else KF.PassLAF(),
             minima_are_also_good=True,
         ).to(device).eval()
-        self.descriptor = KF.LAFDescriptor(PatchRootSift(ps), patch_size=ps).to(device).eval()
+        self.shape = AffineShapeStep(shape_ps) if config.affine else None
+        self.orientation = None if config.upright else OrientationStep(orientation_ps)
+        self.descriptor = PatchRootSift(ps).to(device).eval()
+        self.smallest_patch = min(ps, shape_ps, orientation_ps)
 
     @torch.inference_mode()
     def extract(self, image: LoadedImage) -> LocalFeatures:
@@ -98,11 +103,11 @@ class HessAffRootSift(Extractor):
         if self.config.crop_to_mask:
             grey, mask, offset = crop_to_mask(grey, mask)
         try:
-            lafs, responses = self.detector(grey, mask)
+            responses, lafs = self.detector.detect(grey, self.config.max_keypoints, mask)
         except (RuntimeError, ValueError):  # too small for the pyramid, degenerate input
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
         lafs, responses = lafs[0], responses[0]
-        keep = torch.isfinite(lafs).flatten(1).all(1) & (responses.abs() > 0)
+        keep = torch.isfinite(lafs).flatten(1).all(1) & (responses.abs() > 0)  # unfilled slots are zero
         if mask is not None:
             centres = lafs[:, :, 2].round().long()
             cx = centres[:, 0].clamp(0, grey.shape[-1] - 1)
@@ -111,7 +116,7 @@ class HessAffRootSift(Extractor):
         lafs, responses = lafs[keep], responses[keep]
         if lafs.shape[0] == 0:
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
-        desc = self.descriptor(grey, lafs[None])[0]
+        lafs, desc = self.describe(grey, lafs)
         lafs[:, :, 2] += torch.tensor(offset, dtype=lafs.dtype, device=lafs.device)
         lafs_full = lafs / scale
         return LocalFeatures(
@@ -121,6 +126,16 @@ class HessAffRootSift(Extractor):
             lafs=lafs_full.cpu().numpy().astype(np.float32),
             image_hw=hw,
         )
+
+    def describe(self, grey: torch.Tensor, lafs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Upright regions (N, 2, 3) of ``grey`` (1, 1, h, w) → their affine shape and orientation (N, 2, 3) and
+        RootSIFT (N, 128), every patch sampled from one pyramid of ``grey``."""
+        pyramid = PatchPyramid(grey, self.smallest_patch)
+        if self.shape is not None:
+            lafs = self.shape(lafs, pyramid)
+        if self.orientation is not None:
+            lafs = self.orientation(lafs, pyramid)
+        return lafs, self.descriptor(pyramid.patches(lafs, self.config.patch_size))
 
 
 @hookimpl

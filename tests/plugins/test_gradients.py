@@ -52,3 +52,16 @@ def test_detector_finds_kornias_regions():
     assert ours.shape == theirs.shape and ours.shape[1] > 10
     assert torch.allclose(ours, theirs, atol=1e-4)
     assert torch.allclose(ours_resp, theirs_resp, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(7, 1, 19, 19), (2, 3, 17, 23), (1, 1, 1, 2)])
+def test_sobel_gradient_is_kornias(shape):
+    from kornia.filters import SpatialGradient
+
+    from reid_engine.plugins.extractors._gradients import SobelGradient
+
+    torch.manual_seed(0)
+    images = torch.rand(shape)
+    ours, theirs = SobelGradient()(images), SpatialGradient("sobel", 1)(images)
+    assert ours.shape == theirs.shape == (shape[0], shape[1], 2, *shape[2:])
+    assert torch.allclose(ours, theirs, atol=1e-6)
