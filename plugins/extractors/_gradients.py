@@ -4,10 +4,10 @@ kornia filters a batch of single-channel images as a batch (``(B, 1, H, W)`` thr
 ``(K, 1, k, k)`` convolution). oneDNN, which runs torch's CPU convolutions, is slow on exactly that
 shape: on 2 cores, one thread, 1,024 patches of 34×34 through the two 3×3 first-derivative kernels
 took 40 ms, and a 430×450 pyramid level of 5 images through the three 5×5 second-derivative
-kernels 40 ms (timed ad hoc, 3 Dec 2026). Here the first derivatives of patches are differences of
-shifted slices and the Hessian's are one depthwise convolution, the batch moved into the channels
-(12 ms), with kornia's own kernels and replicated border: the same numbers to float rounding
-(``tests/plugins/test_gradients.py``). The whole ``hessaff-rootsift`` extractor, against kornia's
+kernels 40 ms (timed ad hoc, 3 Dec 2026); even as one depthwise convolution, the batch moved into the
+channels, a 450×450 octave of 5 levels took 25 ms. Here every derivative is a sum of shifted slices
+(the Hessian's kernels are separable: 5.5 ms for that octave), with kornia's kernels and replicated
+border: the same numbers to float rounding (``tests/plugins/test_gradients.py``). The whole ``hessaff-rootsift`` extractor, against kornia's
 modules: ``benchmarks/hessaff_speed.py``.
 """
 
@@ -27,25 +27,27 @@ def diff_gradient(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
-def _sobel_second_order_kernels() -> torch.Tensor:
-    """The installed kornia's 5×5 Sobel kernels of (d²/dx², d²/dxdy, d²/dy²), float32 (3, 5, 5): read
-    off its public ``spatial_gradient`` as the response to an impulse (correlation flips it back),
-    so they are kornia's whatever its version normalises them to."""
-    from kornia.filters import spatial_gradient
+def sobel_second_order(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Second derivatives (d²/dx², d²/dy², d²/dxdy), each (B, C, H, W), of (B, C, H, W) images through kornia's
+    normalised 5×5 Sobel kernels, border replicated (``kornia.filters.spatial_gradient(images, "sobel", 2)``).
 
-    impulse = torch.zeros(1, 1, 5, 5)
-    impulse[0, 0, 2, 2] = 1.0
-    return spatial_gradient(impulse, "sobel", 2)[0, 0].flip(-2, -1).contiguous()
-
-
-def sobel_second_order(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Second derivatives (B, C, 3, H, W) — xx, xy, yy — of (B, C, H, W) images through ``kernels``
-    (3, 5, 5), border replicated: ``kornia.filters.spatial_gradient(images, "sobel", 2)``."""
+    Each kernel is an outer product of two 5-tap filters, the smoothing s = (1, 4, 6, 4, 1), the second
+    difference d2 = (1, 0, -2, 0, 1) and the first difference d1 = (1, 2, 0, -2, -1), over 64 (kornia divides
+    each by the sum of its absolute values, 64 for all three, a power of two): d²/dx² = s(y) d2(x),
+    d²/dy² = d2(y) s(x), d²/dxdy = d1(y) d1(x). Applied as sums of shifted slices, rows then columns."""
     b, c, h, w = images.shape
-    n = b * c
-    padded = F.pad(images.reshape(1, n, h, w), [2, 2, 2, 2], mode="replicate")
-    weight = kernels.to(images.dtype)[:, None].repeat(n, 1, 1, 1)  # (3n, 1, 5, 5)
-    return F.conv2d(padded, weight, groups=n).reshape(b, c, 3, h, w)
+    p = F.pad(images.reshape(1, b * c, h, w), [2, 2, 2, 2], mode="replicate")[0]  # (n, H + 4, W + 4)
+    r0, r1, r2, r3, r4 = (p[:, k: k + h] for k in range(5))  # rows shifted by -2 .. 2
+    outer, inner = r0 + r4, r1 + r3
+    smooth_y = torch.add(outer, inner, alpha=4).add_(r2, alpha=6)
+    second_y = torch.add(outer, r2, alpha=-2)
+    first_y = torch.sub(r0, r4).add_(torch.sub(r1, r3), alpha=2)
+    c0, c1, c2, c3, c4 = (slice(k, k + w) for k in range(5))  # columns shifted by -2 .. 2
+    dxx = torch.add(smooth_y[..., c0], smooth_y[..., c4]).add_(smooth_y[..., c2], alpha=-2)
+    dyy = (torch.add(second_y[..., c0], second_y[..., c4]).add_(torch.add(second_y[..., c1], second_y[..., c3]), alpha=4)
+           .add_(second_y[..., c2], alpha=6))
+    dxy = torch.sub(first_y[..., c0], first_y[..., c4]).add_(torch.sub(first_y[..., c1], first_y[..., c3]), alpha=2)
+    return tuple(d.mul_(1.0 / 64.0).view(b, c, h, w) for d in (dxx, dyy, dxy))
 
 
 class BlobHessian(nn.Module):
@@ -53,15 +55,10 @@ class BlobHessian(nn.Module):
     are given), computed through :func:`sobel_second_order`; a drop-in ``resp_module`` for
     ``kornia.feature.ScaleSpaceDetector``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("kernels", _sobel_second_order_kernels(), persistent=False)
-
     def forward(self, images: torch.Tensor, sigmas: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) → (B, C, H, W) responses; ``sigmas`` (B,) or None."""
-        second = sobel_second_order(images, self.kernels)
-        dxx, dxy, dyy = second[:, :, 0], second[:, :, 1], second[:, :, 2]
-        response = dxx * dyy - dxy**2
+        dxx, dyy, dxy = sobel_second_order(images)
+        response = dxx.mul_(dyy).sub_(dxy.mul_(dxy))
         if sigmas is not None:
             response = response * sigmas.pow(4).view(-1, 1, 1, 1)
         return response

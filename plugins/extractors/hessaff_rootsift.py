@@ -1,6 +1,9 @@
 """``hessaff-rootsift``: Hessian blob detector, affine shape (Baumberg), dominant orientation,
-RootSIFT descriptors on 32x32 patches — kornia's (the descriptor computed by ``_patch_sift`` and the
-Hessian by ``_gradients``, equal to kornia's but faster on the CPU), no downloaded weights.
+RootSIFT descriptors on 32x32 patches — kornia's, no downloaded weights. Each step gives kornia's
+numbers to float rounding, computed faster on the CPU: the detector (``_hessian_detector``: kornia's
+``ScaleSpaceDetector``, extrema found and refined where they are), the Hessian (``_gradients``), the
+shape and orientation steps and every patch from one pyramid (``_region_steps``, ``_patch_pyramid``),
+the descriptor (``_patch_sift``). ``benchmarks/hessaff_speed.py`` times it against kornia's modules.
 
 The image is converted to grey, resized so its longer side is ``resize`` px, and keypoints
 are detected on it; keypoints and affine frames are returned in the pixels of the image
@@ -16,7 +19,7 @@ import torch
 
 from reid_engine.plugin import Extractor, LoadedImage, LocalFeatures, PluginSpec, hookimpl
 
-from ._gradients import BlobHessian
+from ._hessian_detector import HessianDetector
 from ._image import crop_to_mask, grey_tensor, mask_tensor
 from ._patch_pyramid import PatchPyramid
 from ._patch_sift import PatchRootSift
@@ -69,23 +72,14 @@ class HessAffRootSift(Extractor):
     thread_safe = True  # calls change nothing in the object: the engine may run two at once
 
     def __init__(self, config: HessAffRootSiftConfig, device: str) -> None:
-        import kornia.feature as KF
-        from kornia.geometry import ConvQuadInterp3d, ScalePyramid
-
         self.config = config
         self.device = device
         ps = config.patch_size
         shape_ps, orientation_ps = config.shape_patch_size or ps, config.orientation_patch_size or ps
         # the detector finds centres and scales; the shape, orientation and descriptor steps then sample
         # their patches from one pyramid of the image (kornia's modules would each build their own)
-        self.detector = KF.ScaleSpaceDetector(
-            num_features=config.max_keypoints,
-            mr_size=config.mr_size,
-            resp_module=BlobHessian(),  # kornia's, in a layout the CPU runs 3x as fast
-            scale_pyr_module=ScalePyramid(3, 1.6, ps, double_image=False),
-            subpix_module=ConvQuadInterp3d(10),
-            minima_are_also_good=True,
-        ).to(device).eval()
+        self.detector = HessianDetector(config.mr_size, levels=3, init_sigma=1.6, min_size=ps,
+                                        refine_iterations=10).to(device).eval()
         self.shape = AffineShapeStep(shape_ps) if config.affine else None
         self.orientation = None if config.upright else OrientationStep(orientation_ps)
         self.descriptor = PatchRootSift(ps).to(device).eval()
@@ -103,11 +97,10 @@ class HessAffRootSift(Extractor):
         if self.config.crop_to_mask:
             grey, mask, offset = crop_to_mask(grey, mask)
         try:
-            responses, lafs = self.detector.detect(grey, self.config.max_keypoints, mask)
+            responses, lafs = self.detector.detect(grey, mask, self.config.max_keypoints)
         except (RuntimeError, ValueError):  # too small for the pyramid, degenerate input
             return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
-        lafs, responses = lafs[0], responses[0]
-        keep = torch.isfinite(lafs).flatten(1).all(1) & (responses.abs() > 0)  # unfilled slots are zero
+        keep = torch.isfinite(lafs).flatten(1).all(1) & (responses.abs() > 0)
         if mask is not None:
             centres = lafs[:, :, 2].round().long()
             cx = centres[:, 0].clamp(0, grey.shape[-1] - 1)

@@ -50,7 +50,7 @@ def test_detector_finds_kornias_regions():
         ours, ours_resp = detector(BlobHessian())(image)
         theirs, theirs_resp = detector(KF.BlobHessian())(image)
     assert ours.shape == theirs.shape and ours.shape[1] > 10
-    assert torch.allclose(ours, theirs, atol=1e-4)
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)  # the scale fit amplifies rounding: 2e-5 of 74 px
     assert torch.allclose(ours_resp, theirs_resp, rtol=1e-4, atol=1e-8)
 
 

@@ -82,8 +82,7 @@ def test_extractor_finds_the_regions_and_descriptors_of_kornias_modules():
     grey_mask = mask_tensor(image.mask, tuple(grey.shape[-2:]), "cpu")
     grey, grey_mask, offset = crop_to_mask(grey, grey_mask)
     with torch.inference_mode():
-        responses, lafs = extractor.detector.detect(grey, config.max_keypoints, grey_mask)
-        lafs = lafs[0][responses[0].abs() > 0]
+        responses, lafs = extractor.detector.detect(grey, grey_mask, config.max_keypoints)
         centres = lafs[:, :, 2].round().long()
         lafs = lafs[grey_mask[0, 0, centres[:, 1], centres[:, 0]] > 0]
         lafs = KF.LAFOrienter(19)(KF.LAFAffineShapeEstimator(19)(lafs[None], grey), grey)
