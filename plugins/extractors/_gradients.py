@@ -7,8 +7,8 @@ took 40 ms, and a 430×450 pyramid level of 5 images through the three 5×5 seco
 kernels 40 ms (timed ad hoc, 3 Dec 2026); even as one depthwise convolution, the batch moved into the
 channels, a 450×450 octave of 5 levels took 25 ms. Here every derivative is a sum of shifted slices
 (the Hessian's kernels are separable: 5.5 ms for that octave), with kornia's kernels and replicated
-border: the same numbers to float rounding (``tests/plugins/test_gradients.py``). The whole ``hessaff-rootsift`` extractor, against kornia's
-modules: ``benchmarks/hessaff_speed.py``.
+border: the same numbers to float rounding (``tests/plugins/test_gradients.py``). The whole
+``hessaff-rootsift`` extractor, against kornia's modules: ``benchmarks/hessaff_speed.py``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def sobel_second_order(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     first_y = torch.sub(r0, r4).add_(torch.sub(r1, r3), alpha=2)
     c0, c1, c2, c3, c4 = (slice(k, k + w) for k in range(5))  # columns shifted by -2 .. 2
     dxx = torch.add(smooth_y[..., c0], smooth_y[..., c4]).add_(smooth_y[..., c2], alpha=-2)
-    dyy = (torch.add(second_y[..., c0], second_y[..., c4]).add_(torch.add(second_y[..., c1], second_y[..., c3]), alpha=4)
-           .add_(second_y[..., c2], alpha=6))
+    dyy = torch.add(second_y[..., c0], second_y[..., c4])
+    dyy = dyy.add_(torch.add(second_y[..., c1], second_y[..., c3]), alpha=4).add_(second_y[..., c2], alpha=6)
     dxy = torch.sub(first_y[..., c0], first_y[..., c4]).add_(torch.sub(first_y[..., c1], first_y[..., c3]), alpha=2)
     return tuple(d.mul_(1.0 / 64.0).view(b, c, h, w) for d in (dxx, dyy, dxy))
 

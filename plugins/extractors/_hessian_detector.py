@@ -80,7 +80,8 @@ class HessianDetector(nn.Module):
         radius = self.mr_size * scale  # the frame's half side, in octave pixels
         cx, cy = coords[:, 2], coords[:, 1]
         half = radius / 2  # kornia checks the frame scaled by 0.5 against the border
-        good = (cx - half >= BORDER) & (cx + half <= w - 1 - BORDER) & (cy - half >= BORDER) & (cy + half <= h - 1 - BORDER)
+        good = ((cx - half >= BORDER) & (cx + half <= w - 1 - BORDER)
+                & (cy - half >= BORDER) & (cy + half <= h - 1 - BORDER))
         if keep is not None:  # every octave pixel the refined centre touches must be allowed
             for yy in (cy.floor(), cy.ceil()):
                 for xx in (cx.floor(), cx.ceil()):
