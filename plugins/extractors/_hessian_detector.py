@@ -34,7 +34,8 @@ class HessianDetector(nn.Module):
     """``detect(grey (1, 1, H, W), mask (1, 1, H, W) | None, n)`` → (responses (M,), frames (M, 2, 3)): the ``n``
     strongest scale-space extrema of the determinant of the Hessian (maxima, and minima scored by their
     magnitude), upright circular frames of radius ``mr_size`` × scale in the image's pixels, best first;
-    M ≤ n, every one inside the image's border and the mask."""
+    M ≤ n, every one inside the image's border and the mask. The mask is read as allowed (> 0) or not:
+    kornia would also weight the scores by a soft mask's values; the extractors' masks are 0 or 1."""
 
     def __init__(self, mr_size: float = 6.0, levels: int = 3, init_sigma: float = 1.6, min_size: int = 32,
                  refine_iterations: int = 10) -> None:

@@ -136,7 +136,7 @@ def register_extractors(register):
     register(PluginSpec(
         name="hessaff-rootsift",
         kind="extractor",
-        version="3",
+        version="4",  # 4: own detector, one patch pyramid: frames and descriptors differ from 3 by float rounding
         config_cls=HessAffRootSiftConfig,
         build=lambda config, device: HessAffRootSift(config, device),
         description="Hessian-affine regions + RootSIFT (kornia; no weights needed)",
