@@ -96,6 +96,8 @@ class HessAffRootSift(Extractor):
         offset = (0, 0)
         if self.config.crop_to_mask:
             grey, mask, offset = crop_to_mask(grey, mask)
+        if float(grey.std()) < 1e-4:  # flat: its Hessian is float rounding, and so would its "regions" be
+            return LocalFeatures.empty(DESCRIPTOR_DIM, hw)
         try:
             responses, lafs = self.detector.detect(grey, mask, self.config.max_keypoints)
         except (RuntimeError, ValueError):  # too small for the pyramid, degenerate input

@@ -92,3 +92,20 @@ def test_extractor_finds_the_regions_and_descriptors_of_kornias_modules():
     assert len(ours.kpts) == len(theirs) > 100
     assert np.allclose(ours.lafs, (lafs / scale).numpy(), atol=1e-2)
     assert np.allclose(ours.desc, theirs, atol=1e-3)
+
+
+def test_a_flat_photo_or_animal_has_no_regions():
+    """A flat image's Hessian is float rounding (kornia's detector found 47 "regions" on a grey photo)."""
+    from reid_engine.plugins.extractors.hessaff_rootsift import HessAffRootSift, HessAffRootSiftConfig
+    from reid_engine.records import ImageRecord, LoadedImage
+
+    extractor = HessAffRootSift(HessAffRootSiftConfig(resize=320), "cpu")
+    grey = np.full((200, 300, 3), 128, np.uint8)
+    assert len(extractor.extract(LoadedImage(ImageRecord(image_id="a", path="a.png"), grey, None, "0", (200, 300)))) == 0
+    textured = (np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8)
+    textured[:, :150] = 128  # the animal stands on the flat half
+    mask = np.zeros((200, 300), bool)
+    mask[20:180, 10:60] = True
+    image = LoadedImage(ImageRecord(image_id="b", path="b.png"), textured, mask, "0", (200, 300))
+    assert len(extractor.extract(image)) == 0
+    assert len(extractor.extract(LoadedImage(image.record, textured, None, "0", (200, 300)))) > 50
