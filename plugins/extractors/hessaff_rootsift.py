@@ -80,8 +80,8 @@ class HessAffRootSift(Extractor):
         # their patches from one pyramid of the image (kornia's modules would each build their own)
         self.detector = HessianDetector(config.mr_size, levels=3, init_sigma=1.6, min_size=ps,
                                         refine_iterations=10).to(device).eval()
-        self.shape = AffineShapeStep(shape_ps) if config.affine else None
-        self.orientation = None if config.upright else OrientationStep(orientation_ps)
+        self.shape = AffineShapeStep(shape_ps).to(device).eval() if config.affine else None
+        self.orientation = None if config.upright else OrientationStep(orientation_ps).to(device).eval()
         self.descriptor = PatchRootSift(ps).to(device).eval()
         self.smallest_patch = min(ps, shape_ps, orientation_ps)
 

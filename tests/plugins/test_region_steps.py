@@ -16,7 +16,7 @@ def _image() -> torch.Tensor:
 
 
 def _detected(image: torch.Tensor) -> torch.Tensor:
-    """(N, 2, 3) upright Hessian regions of ``image``, as the extractor's detector finds them."""
+    """(N, 2, 3) upright Hessian regions of ``image``, found by kornia's detector."""
     import kornia.feature as KF
     from kornia.geometry import ConvQuadInterp3d, ScalePyramid
 
