@@ -4,7 +4,8 @@
 kornia finds the scale-space extrema of each octave with 52 full-volume comparisons and refines them
 through full-volume tables: four (2, 1, L, h, w) copies an octave, the solve of every voxel near an
 extremum, a look-up table the size of the volume. Here the extrema come from a separable 3 × 3 × 3 box
-maximum (six ``maximum`` passes, ties checked afterwards at the few voxels that equal their box's maximum)
+maximum (six ``maximum`` passes; ties are checked afterwards at the few voxels that equal their box's
+maximum and exceed both x neighbours, so a flat background does not make every voxel a candidate)
 and each extremum is refined on its own 3 × 3 × 3 neighbourhood, gathered where it stands, the same
 iterations as kornia's. Everything else is kornia's: its ``ScalePyramid``, the mask min-pooled onto each
 octave, the top-K of each octave then of all, the border and mask checks of the refined centres. The
@@ -115,6 +116,9 @@ def strict_extrema(response: torch.Tensor, keep: torch.Tensor | None) -> tuple[t
         volume = response if sign > 0 else -response
         centre = volume[1:-1, 1:-1, 1:-1]
         at_top = centre >= _box_max(volume)
+        # strictly above both x neighbours: a flat stretch (clipped sky, a plain background) would otherwise
+        # make every one of its voxels a candidate for the tie check below
+        at_top &= (centre > volume[1:-1, 1:-1, :-2]) & (centre > volume[1:-1, 1:-1, 2:])
         if keep is not None:
             at_top &= keep[1:-1, 1:-1]
         candidates = at_top.nonzero() + 1  # (K, 3): equal to their box's maximum

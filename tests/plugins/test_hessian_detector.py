@@ -20,9 +20,12 @@ def _kornia(n: int):
                                  subpix_module=ConvQuadInterp3d(10), minima_are_also_good=True).eval()
 
 
-def _image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+def _image(h: int, w: int, seed: int = 0, flat_left: bool = False) -> torch.Tensor:
     torch.manual_seed(seed)
-    return torch.nn.functional.avg_pool2d(torch.rand(1, 1, h, w), 5, 1, 2)
+    image = torch.nn.functional.avg_pool2d(torch.rand(1, 1, h, w), 5, 1, 2)
+    if flat_left:  # a plain background: every voxel of it ties with its neighbours
+        image[..., : w // 2] = 0.5
+    return image
 
 
 def _mask(h: int, w: int) -> torch.Tensor:
@@ -32,10 +35,11 @@ def _mask(h: int, w: int) -> torch.Tensor:
     return inside.float()[None, None]
 
 
-@pytest.mark.parametrize(("h", "w", "n", "masked"), [(240, 310, 400, True), (240, 310, 400, False),
-                                                     (97, 130, 2000, True), (70, 70, 50, False)])
-def test_finds_kornias_regions(h, w, n, masked):
-    image = _image(h, w, seed=h)
+@pytest.mark.parametrize(("h", "w", "n", "masked", "flat_left"), [
+    (240, 310, 400, True, False), (240, 310, 400, False, False), (97, 130, 2000, True, False),
+    (70, 70, 50, False, False), (240, 310, 2000, False, True)])
+def test_finds_kornias_regions(h, w, n, masked, flat_left):
+    image = _image(h, w, seed=h, flat_left=flat_left)
     mask = _mask(h, w) if masked else None
     with torch.inference_mode():
         theirs_scores, theirs_frames = _kornia(n).detect(image, n, mask)

@@ -101,7 +101,8 @@ def test_a_flat_photo_or_animal_has_no_regions():
 
     extractor = HessAffRootSift(HessAffRootSiftConfig(resize=320), "cpu")
     grey = np.full((200, 300, 3), 128, np.uint8)
-    assert len(extractor.extract(LoadedImage(ImageRecord(image_id="a", path="a.png"), grey, None, "0", (200, 300)))) == 0
+    flat = LoadedImage(ImageRecord(image_id="a", path="a.png"), grey, None, "0", (200, 300))
+    assert len(extractor.extract(flat)) == 0
     textured = (np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8)
     textured[:, :150] = 128  # the animal stands on the flat half
     mask = np.zeros((200, 300), bool)
