@@ -19,7 +19,8 @@ from ._patch_pyramid import PatchPyramid
 
 
 def _valid(lafs: torch.Tensor) -> torch.Tensor:
-    """(N, 2, 3) → (N,): finite, with a finite nonzero determinant (kornia's ``laf_is_valid``)."""
+    """(N, 2, 3) → (N,): finite, with a finite nonzero determinant: kornia 0.9's ``laf_is_valid``, written
+    here because kornia 0.8, which ``pyproject.toml`` allows, has none."""
     det = torch.linalg.det(lafs[:, :, :2])
     return torch.isfinite(lafs).flatten(1).all(1) & torch.isfinite(det) & (det != 0)
 
